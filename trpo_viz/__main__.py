@@ -1,0 +1,3 @@
+from trpo_viz.cli import main
+
+raise SystemExit(main())
