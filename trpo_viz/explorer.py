@@ -1,0 +1,212 @@
+"""The CG explorer's computation: solve H x = g at θ by CG on HVPs, and everything to judge it.
+
+One :class:`CompiledProblem` per (objective text, n, dtype, HVP mode) holds θ in a
+``tf.Variable`` with a compiled HVP and CG solver, so a change of θ, g, λ or
+iteration count reuses the traced graphs. :meth:`CompiledProblem.solve` returns a
+plain :class:`ExplorerResult` that the CLI prints and the page draws.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from trpo_viz import analysis
+from trpo_viz.cg import CGResult, ConjugateGradient
+from trpo_viz.hvp import HVP_MODES, HessianVectorProduct, explicit_hessian
+from trpo_viz.inputs import InputError, check_range
+from trpo_viz.objectives import make_objective
+from trpo_viz.serialize import to_jsonable
+
+MAX_ITER = 500  # CG steps one request may ask for
+MAX_EXPLICIT_N = 2000  # form H (n HVPs, O(n³) eigenvalues) only up to this n
+JSON_HESSIAN_N = 50  # include H in JSON output up to this n
+DTYPES = {"float64": tf.float64, "float32": tf.float32}
+
+
+@dataclass(frozen=True)
+class CGSettings:
+    """Solver options as a user gives them (validated by :meth:`checked`)."""
+
+    damping: float = 0.0
+    max_iter: int | None = None  # None: n (capped at MAX_ITER)
+    tol: float = 1e-10  # relative: stop when ‖r_k‖ ≤ max(tol·‖g‖, atol)
+    atol: float = 0.0
+
+    def checked(self, n: int) -> CGSettings:
+        check_range("damping λ", self.damping, 0.0, 1e12)
+        check_range("tolerance", self.tol, 0.0, 1.0)
+        check_range("absolute tolerance", self.atol, 0.0, 1e12)
+        max_iter = min(n, MAX_ITER) if self.max_iter is None else self.max_iter
+        if not isinstance(max_iter, int) or not 0 <= max_iter <= MAX_ITER:
+            raise InputError(f"max iterations must be an integer from 0 to {MAX_ITER}")
+        return CGSettings(float(self.damping), max_iter, float(self.tol), float(self.atol))
+
+
+@dataclass
+class ExplorerResult:
+    """A CG solve with its references. Arrays are numpy float64; None where not computable.
+
+    ``reference`` is what CG converges to: (H + λI)⁻¹g (equal to ``exact`` when λ = 0).
+    The per-iterate errors compare x_0 … x_k with it.
+    """
+
+    text: str
+    n: int
+    dtype: str
+    hvp_mode: str
+    theta: np.ndarray
+    g: np.ndarray
+    settings: CGSettings
+    value: float
+    gradient: np.ndarray
+    cg: CGResult
+    hessian: np.ndarray | None = None
+    exact: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    relative_errors: np.ndarray | None = None
+    a_norm_errors: np.ndarray | None = None
+    eigenvalues: np.ndarray | None = None
+    condition_number: float | None = None
+    error_bound: np.ndarray | None = None
+    steepest_descent: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def solution(self) -> np.ndarray:
+        return self.cg.x
+
+    @property
+    def final_error(self) -> float | None:
+        return None if self.relative_errors is None else float(self.relative_errors[-1])
+
+    def to_dict(self) -> dict:
+        """The JSON document of ``python -m trpo_viz cg --json`` (a stable interface)."""
+        cg = self.cg
+        return to_jsonable(
+            {
+                "expr": self.text,
+                "n": self.n,
+                "dtype": self.dtype,
+                "hvp": self.hvp_mode,
+                "theta": self.theta,
+                "g": self.g,
+                "damping": self.settings.damping,
+                "max_iter": self.settings.max_iter,
+                "tol": self.settings.tol,
+                "value": self.value,
+                "gradient": self.gradient,
+                "exact": self.exact,
+                "damped_exact": self.reference if self.settings.damping > 0 else None,
+                "solution": cg.x,
+                "iterates": cg.iterates,
+                "residual_norms": cg.residual_norms,
+                "alphas": cg.alphas,
+                "betas": cg.betas,
+                "curvatures": cg.curvatures,
+                "iterations": cg.iterations,
+                "hvp_count": cg.matvecs,
+                "stop_reason": cg.stop_reason,
+                "relative_errors": self.relative_errors,
+                "a_norm_errors": self.a_norm_errors,
+                "final_error": self.final_error,
+                "eigenvalues": self.eigenvalues,
+                "condition_number": self.condition_number,
+                "error_bound": self.error_bound,
+                "hessian": self.hessian if self.n <= JSON_HESSIAN_N else None,
+            }
+        )
+
+
+class CompiledProblem:
+    """f compiled once, with θ as a variable, its HVP and a CG solver over it.
+
+    Thread-safe: a web server may share one instance between sessions
+    (θ is assigned and read under a lock).
+    """
+
+    def __init__(
+        self, text: str, n: int | None = None, dtype: str = "float64", hvp_mode: str = "reverse"
+    ):
+        if dtype not in DTYPES:
+            raise InputError(f"dtype must be one of {', '.join(DTYPES)}")
+        if hvp_mode not in HVP_MODES:
+            raise InputError(f"HVP mode must be one of {', '.join(HVP_MODES)}")
+        self.objective = make_objective(text, n)
+        self.text = text
+        self.n = self.objective.n
+        self.dtype = dtype
+        self.hvp_mode = hvp_mode
+        self.theta = tf.Variable(tf.zeros([self.n], DTYPES[dtype]), name="theta")
+        self.hvp = HessianVectorProduct(lambda: self.objective(self.theta), [self.theta], hvp_mode)
+        self.cg = ConjugateGradient(self.hvp)
+        self._value = tf.function(lambda: self.objective(self.theta))
+        self._lock = threading.Lock()
+
+    def solve(self, theta, g, settings: CGSettings = CGSettings(), x0=None) -> ExplorerResult:
+        """Solve (H(θ) + λI) x = g by CG; add exact references when n ≤ MAX_EXPLICIT_N."""
+        n = self.n
+        theta, g = np.asarray(theta, np.float64), np.asarray(g, np.float64)
+        for name, vector in (("θ", theta), ("g", g), ("x0", x0)):
+            if vector is not None and np.shape(vector) != (n,):
+                raise InputError(f"{name} must have n = {n} entries, not {np.size(vector)}")
+        settings = settings.checked(n)
+        dtype = DTYPES[self.dtype]
+        with self._lock:
+            self.theta.assign(tf.constant(theta, dtype))
+            value = float(self._value())
+            gradient = self.hvp.gradient().numpy().astype(np.float64)
+            result = self.cg.solve(
+                tf.constant(g, dtype),
+                x0=x0,
+                damping=settings.damping,
+                max_iter=settings.max_iter,
+                rtol=settings.tol,
+                atol=settings.atol,
+            )
+            hessian = explicit_hessian(self.hvp).astype(np.float64) if n <= MAX_EXPLICIT_N else None
+        out = ExplorerResult(
+            text=self.text,
+            n=n,
+            dtype=self.dtype,
+            hvp_mode=self.hvp_mode,
+            theta=theta,
+            g=g,
+            settings=settings,
+            value=value,
+            gradient=gradient,
+            cg=_as_float64(result),
+        )
+        if hessian is not None and np.all(np.isfinite(hessian)):
+            _add_references(out, hessian)
+        return out
+
+
+def _as_float64(result: CGResult) -> CGResult:
+    for name, value in vars(result).items():
+        if isinstance(value, np.ndarray) and value.dtype == np.float32:
+            setattr(result, name, value.astype(np.float64))
+    return result
+
+
+def _add_references(out: ExplorerResult, hessian: np.ndarray) -> None:
+    """Exact solutions, per-iterate errors, spectrum and the CG bound from the explicit H."""
+    damping = out.settings.damping
+    damped = hessian + damping * np.eye(out.n)
+    out.hessian = hessian
+    out.exact = analysis.exact_solution(hessian, out.g)
+    out.reference = out.exact if damping == 0 else analysis.exact_solution(hessian, out.g, damping)
+    out.eigenvalues, out.condition_number = analysis.spectrum(damped)
+    iterates = out.cg.iterates
+    if out.reference is not None:
+        out.relative_errors = analysis.relative_errors(iterates, out.reference)
+        out.a_norm_errors = analysis.a_norm_errors(iterates, out.reference, damped)
+        out.error_bound = analysis.cg_error_bound(
+            out.condition_number, out.cg.iterations, float(out.a_norm_errors[0])
+        )
+    if out.n <= 10:
+        out.steepest_descent = analysis.steepest_descent_path(
+            damped, out.g, iterates[0], max(out.cg.iterations, 1)
+        )
