@@ -104,11 +104,12 @@ def test_float32_in_float32_out_and_shape_checks():
         f(tf.constant([1, 2]))
 
 
-@pytest.mark.parametrize("k", [-2, -1, 0, 1, 2, 3, 4, 5])
-@pytest.mark.parametrize("x", [-2.0, -0.5, 0.0, 1.5])
+@pytest.mark.parametrize(
+    "k, x",
+    # x = 0 only for k ≥ 0: negative powers have a pole there.
+    [(k, x) for k in [-2, -1, 0, 1, 2, 3, 4, 5] for x in [-2.0, -0.5, 0.0, 1.5] if x or k >= 0],
+)
 def test_integer_powers_have_finite_exact_derivatives(k, x):
-    if x == 0.0 and k < 0:
-        pytest.skip("pole")
     y, g, h = gradient_and_hessian(compile_expression(f"x1**{k}"), [x])
     assert y == pytest.approx(x**k)
     assert g[0] == pytest.approx(k * x ** (k - 1) if k != 0 else 0.0)
