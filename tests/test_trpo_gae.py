@@ -1,0 +1,62 @@
+"""GAE and the running normaliser against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from trpo_viz.trpo.rollout import RunningMeanStd, gae_advantages
+
+
+def test_gae_matches_hand_computation_with_truncation_and_termination():
+    gamma, lam = 0.9, 0.8
+    # One env, 5 steps: an episode truncated (time limit) at t=1, one terminated at t=3,
+    # and a third still running at the end of the batch (t=4).
+    rewards = np.array([[1.0], [2.0], [3.0], [4.0], [5.0]])
+    values = np.array([[0.5], [0.6], [0.7], [0.8], [0.9]])
+    # V of the true next state; at t=1 the final observation (bootstrapped on truncation),
+    # at t=3 the terminal state (must be ignored), at t=4 the state after the batch.
+    next_values = np.array([[0.6], [10.0], [0.8], [99.0], [2.0]])
+    terminated = np.array([[0], [0], [0], [1], [0]], bool)
+    truncated = np.array([[0], [1], [0], [0], [0]], bool)
+
+    d4 = 5.0 + gamma * 2.0 - 0.9
+    a4 = d4
+    d3 = 4.0 + 0.0 - 0.8  # termination: no bootstrap
+    a3 = d3  # and no trace from the next episode
+    d2 = 3.0 + gamma * 0.8 - 0.7
+    a2 = d2 + gamma * lam * a3
+    d1 = 2.0 + gamma * 10.0 - 0.6  # truncation: bootstrap V(s_final)
+    a1 = d1  # but the trace is cut
+    d0 = 1.0 + gamma * 0.6 - 0.5
+    a0 = d0 + gamma * lam * a1
+    expected = np.array([[a0], [a1], [a2], [a3], [a4]])
+
+    advantages, returns = gae_advantages(
+        rewards, values, next_values, terminated, truncated, gamma, lam
+    )
+    np.testing.assert_allclose(advantages, expected, rtol=1e-6)
+    np.testing.assert_allclose(returns, expected + values, rtol=1e-6)
+
+
+def test_gae_lambda_one_is_discounted_return_minus_value():
+    rng = np.random.default_rng(0)
+    rewards = rng.standard_normal((6, 3))
+    values = rng.standard_normal((6, 3))
+    next_values = np.vstack([values[1:], rng.standard_normal((1, 3))])
+    no = np.zeros((6, 3), bool)
+    advantages, _ = gae_advantages(rewards, values, next_values, no, no, 0.95, 1.0)
+    expected = np.zeros((6, 3))
+    for t in range(6):
+        future = sum(0.95**k * rewards[t + k] for k in range(6 - t))
+        expected[t] = future + 0.95 ** (6 - t) * next_values[-1] - values[t]
+    np.testing.assert_allclose(advantages, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_running_mean_std_matches_numpy():
+    rng = np.random.default_rng(1)
+    data = rng.normal(3.0, 2.0, size=(50, 4))
+    rms = RunningMeanStd((4,))
+    for chunk in np.split(data, 10):
+        rms.update(chunk)
+    np.testing.assert_allclose(rms.mean, data.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(rms.var, data.var(0), rtol=1e-4)
+    assert rms.count == pytest.approx(50, abs=1e-3)

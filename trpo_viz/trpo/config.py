@@ -1,0 +1,180 @@
+"""TRPO hyperparameters: one dataclass, and tuned defaults per task.
+
+The per-task values follow rl-baselines3-zoo's ``hyperparams/trpo.yml`` (tuned for
+sb3-contrib's TRPO) where they translate; everything else is sb3-contrib's default.
+Deviation: CartPole-v1's value learning rate is 3e-3 instead of the zoo's 1e-3 (see
+below). The zoo's ``normalize: true`` (VecNormalize) maps to ``normalize_obs`` and
+``normalize_reward``. gSDE (``use_sde``, used by the zoo for Pendulum and
+MountainCarContinuous) is not implemented: those tasks use a state-independent
+log-std Gaussian instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+CLASSIC_CONTROL_ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0")
+MUJOCO_ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Swimmer-v5")
+HVP_MODES = ("reverse", "forward")
+
+
+@dataclass
+class TRPOConfig:
+    """Everything that defines a TRPO run (JSON-serialisable via :meth:`to_dict`)."""
+
+    env_id: str = "CartPole-v1"
+    seed: int = 0
+    total_timesteps: int = 100_000
+    # Rollouts: one batch is n_envs * n_steps transitions.
+    n_envs: int = 2
+    n_steps: int = 1024
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    normalize_advantage: bool = True
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
+    # Trust region: δ, conjugate gradient on the damped Fisher, backtracking line search.
+    max_kl: float = 0.01
+    cg_max_steps: int = 15
+    cg_damping: float = 0.1
+    cg_rtol: float = 1e-10
+    line_search_shrink: float = 0.8
+    max_backtracks: int = 9  # 10 candidates in all, like sb3-contrib's line_search_max_iter=10
+    fvp_subsample: float = 1.0  # fraction of the batch used for Fisher-vector products
+    hvp_mode: str = "reverse"
+    # Value function: Adam on the squared error to the GAE returns.
+    value_lr: float = 1e-3
+    value_epochs: int = 10
+    value_batch_size: int = 128
+    # Networks.
+    hidden_sizes: tuple[int, ...] = field(default=(64, 64))
+    activation: str = "tanh"
+    log_std_init: float = 0.0
+
+    @property
+    def batch_size(self) -> int:
+        return self.n_envs * self.n_steps
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad hyperparameter."""
+        positive = {
+            "total_timesteps": self.total_timesteps,
+            "n_envs": self.n_envs,
+            "n_steps": self.n_steps,
+            "max_kl": self.max_kl,
+            "value_lr": self.value_lr,
+            "value_batch_size": self.value_batch_size,
+            "line_search_shrink": self.line_search_shrink,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        non_negative = {
+            "cg_max_steps": self.cg_max_steps,
+            "cg_damping": self.cg_damping,
+            "max_backtracks": self.max_backtracks,
+            "value_epochs": self.value_epochs,
+        }
+        for name, value in non_negative.items():
+            if not value >= 0:
+                raise ValueError(f"{name} must be non-negative, got {value}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not 0 < self.line_search_shrink < 1:
+            raise ValueError(
+                f"line_search_shrink must lie in (0, 1), got {self.line_search_shrink}"
+            )
+        if not 0 < self.fvp_subsample <= 1:
+            raise ValueError(f"fvp_subsample must lie in (0, 1], got {self.fvp_subsample}")
+        if self.hvp_mode not in HVP_MODES:
+            raise ValueError(f"hvp_mode must be one of {HVP_MODES}, got {self.hvp_mode!r}")
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
+        if not self.hidden_sizes or any(int(h) <= 0 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be positive integers, got {self.hidden_sizes}")
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["hidden_sizes"] = list(self.hidden_sizes)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TRPOConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "hidden_sizes" in values:
+            values["hidden_sizes"] = tuple(int(h) for h in values["hidden_sizes"])
+        return cls(**values)
+
+
+# rl-baselines3-zoo hyperparams/trpo.yml, translated to TRPOConfig names.
+_ZOO_TUNED: dict[str, dict] = {
+    "CartPole-v1": dict(
+        n_envs=2,
+        total_timesteps=100_000,
+        n_steps=512,
+        value_batch_size=512,
+        cg_damping=1e-3,
+        gae_lambda=0.98,
+        gamma=0.99,
+        # The zoo has 1e-3; with it the value net underfits (explained variance ≈ 0 for most
+        # of the run) and one seed in five ended at 431. 3e-3 gave 500 on seeds 0-4.
+        value_lr=3e-3,
+        value_epochs=20,
+    ),
+    "Pendulum-v1": dict(
+        n_envs=2, total_timesteps=100_000, n_steps=1024, gamma=0.9, value_epochs=15
+    ),
+    "Acrobot-v1": dict(
+        n_envs=2,
+        total_timesteps=100_000,
+        n_steps=1024,
+        normalize_obs=True,
+        normalize_reward=True,
+    ),
+    "MountainCarContinuous-v0": dict(
+        n_envs=2, total_timesteps=50_000, normalize_obs=True, normalize_reward=True
+    ),
+}
+_ZOO_MUJOCO = dict(
+    n_envs=2,
+    total_timesteps=1_000_000,
+    n_steps=1024,
+    value_batch_size=128,
+    gamma=0.99,
+    gae_lambda=0.95,
+    cg_max_steps=25,
+    cg_damping=0.1,
+    value_epochs=20,
+    value_lr=1e-3,
+    normalize_obs=True,
+    normalize_reward=True,
+)
+for _env_id in MUJOCO_ENVS:
+    _ZOO_TUNED[_env_id] = dict(_ZOO_MUJOCO)
+_ZOO_TUNED["HalfCheetah-v5"]["max_kl"] = 0.04
+_ZOO_TUNED["Swimmer-v5"]["gamma"] = 0.9999
+
+
+def mujoco_available() -> bool:
+    try:
+        import mujoco  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def available_envs() -> list[str]:
+    """Tasks with tuned defaults that can run here (MuJoCo ones only if it is installed)."""
+    return list(CLASSIC_CONTROL_ENVS) + (list(MUJOCO_ENVS) if mujoco_available() else [])
+
+
+def default_config(env_id: str, **overrides) -> TRPOConfig:
+    """The tuned configuration for ``env_id`` (sb3-contrib defaults for unlisted tasks)."""
+    values = dict(_ZOO_TUNED.get(env_id, {}))
+    values.update(overrides)
+    return TRPOConfig(env_id=env_id, **values)

@@ -1,0 +1,138 @@
+"""What happened in one TRPO update: a plain dataclass with a JSON round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+WALL_TIME_FIELDS = (
+    "wall_rollout_s",
+    "wall_fvp_cg_s",
+    "wall_line_search_s",
+    "wall_value_fit_s",
+    "wall_s",
+)
+
+
+@dataclass
+class LineSearchCandidate:
+    """θ_old + fraction · full_step, as evaluated by the line search."""
+
+    fraction: float
+    kl: float  # mean KL(π_old ‖ π_candidate) over the batch
+    surrogate: float  # L(candidate)
+    improvement: float  # L(candidate) − L(θ_old)
+    expected_improvement: float  # fraction · gᵀ·full_step (the linear model)
+
+
+@dataclass
+class UpdateRecord:
+    """One trust-region step. Vectors are the flat policy parameters θ (n entries).
+
+    The update: g = ∇L(θ_old), s ≈ (F + λI)⁻¹ g by CG, full_step = β·s with
+    β = √(2δ / sᵀ(F+λI)s), then backtracking θ_old + fraction·full_step.
+    """
+
+    update: int
+    total_timesteps: int
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+    # Trust region and line search.
+    max_kl: float = 0.0  # δ
+    kl: float = 0.0  # mean KL of the accepted step (0 when rejected)
+    surrogate_before: float = 0.0
+    surrogate_after: float = 0.0
+    expected_improvement: float = 0.0  # gᵀ·full_step
+    actual_improvement: float = 0.0  # surrogate_after − surrogate_before
+    candidates: list[LineSearchCandidate] = field(default_factory=list)
+    accepted_index: int | None = None
+    accepted: bool = False
+    backtracks: int = 0
+    step_fraction: float = 0.0  # fraction of the full step taken
+    # Natural-gradient solve.
+    gradient_norm: float = 0.0  # ‖g‖
+    step_norm: float = 0.0  # ‖full_step‖
+    sFs: float = 0.0  # sᵀ(F+λI)s of the CG solution s
+    step_scale: float = 0.0  # β
+    cg_iterations: int = 0
+    cg_stop_reason: str = ""
+    cg_residuals: list[float] = field(default_factory=list)  # ‖r_0‖ … ‖r_k‖
+    cg_curvatures: list[float] = field(default_factory=list)  # p_iᵀ(F+λI)p_i
+    # Policy and value function.
+    entropy: float = 0.0  # mean entropy of π_old on the batch
+    value_loss: float = 0.0  # mean squared error after fitting (last epoch)
+    value_loss_before: float = 0.0
+    explained_variance: float = 0.0  # of the returns by V before fitting
+    # Wall time (seconds).
+    wall_rollout_s: float = 0.0
+    wall_fvp_cg_s: float = 0.0
+    wall_line_search_s: float = 0.0
+    wall_value_fit_s: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def mean_return(self) -> float | None:
+        if not self.episode_returns:
+            return None
+        return sum(self.episode_returns) / len(self.episode_returns)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict; NaN and ±Inf become None."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UpdateRecord:
+        values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        values["candidates"] = [
+            LineSearchCandidate(**{k: _nan_if_none(v) for k, v in c.items()})
+            for c in values.get("candidates", [])
+        ]
+        for f in dataclasses.fields(cls):
+            if f.type == "float" and f.name in values:
+                values[f.name] = _nan_if_none(values[f.name])
+        for name in ("cg_residuals", "cg_curvatures"):
+            if name in values:
+                values[name] = [_nan_if_none(v) for v in values[name]]
+        return cls(**values)
+
+    def metrics(self) -> dict:
+        """The flat per-update summary written to the CLI's --metrics JSONL file."""
+        return _jsonable(
+            {
+                "update": self.update,
+                "timesteps": self.total_timesteps,
+                "mean_return": self.mean_return,
+                "episodes": len(self.episode_returns),
+                "kl": self.kl,
+                "max_kl": self.max_kl,
+                "surrogate_before": self.surrogate_before,
+                "surrogate_after": self.surrogate_after,
+                "expected_improvement": self.expected_improvement,
+                "actual_improvement": self.actual_improvement,
+                "backtracks": self.backtracks,
+                "accepted": self.accepted,
+                "cg_iterations": self.cg_iterations,
+                "cg_stop_reason": self.cg_stop_reason,
+                "cg_residuals": self.cg_residuals,
+                "step_norm": self.step_norm,
+                "entropy": self.entropy,
+                "value_loss": self.value_loss,
+                "explained_variance": self.explained_variance,
+                **{name: getattr(self, name) for name in WALL_TIME_FIELDS},
+            }
+        )
+
+
+def _nan_if_none(value):
+    return math.nan if value is None else value
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
