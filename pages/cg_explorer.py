@@ -1,0 +1,285 @@
+"""CG explorer: solve H x = g by conjugate gradient on Hessian-vector products, and watch it.
+
+The page is thin: widgets, session state and layout. The maths lives in
+``trpo_viz.explorer`` (one cached ``CompiledProblem`` per expression, dtype and HVP
+mode), the figures in ``trpo_viz.figures``, the teaching notes in ``trpo_viz.explain``.
+Every input is bound to a URL query parameter of the same name (``expr``, ``theta``,
+``g``, ``x0``, ``damping``, ``iters``, ``tol``, ``dtype``, ``hvp``), so a link reproduces
+the view.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # its notice is the only log line left
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from trpo_viz import explain, presets  # noqa: E402
+from trpo_viz.explorer import MAX_EXPLICIT_N, MAX_ITER, CGSettings, CompiledProblem  # noqa: E402
+from trpo_viz.figures import cg as figures  # noqa: E402
+from trpo_viz.inputs import parse_vector  # noqa: E402
+
+DIGITS = 10  # significant digits of the solution vectors
+TABLE_N = 20  # up to this n the solution is an HTML table (readable as text), then a grid
+BIND = "query-params"
+CHOICES = {"dtype": ["float64", "float32"], "hvp": ["reverse", "forward"]}
+NUMBERS = {"damping": (0.0, 1e6), "tol": (0.0, 1.0), "iters": (0, MAX_ITER)}
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def compiled_problem(text: str, dtype: str, hvp: str) -> CompiledProblem:
+    """f, its HVP and the CG solver, traced once per (text, dtype, HVP mode) for all sessions."""
+    return CompiledProblem(text, dtype=dtype, hvp_mode=hvp)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def freeze_traced_graphs(text: str, dtype: str, hvp: str) -> bool:
+    """Once per problem, after its first solve: move the new traced graphs out of the GC's way.
+
+    Streamlit runs a full garbage collection after every script run (Keras'
+    ``clear_session``); objects frozen here are not scanned again (see app.py).
+    """
+    gc.collect()
+    gc.freeze()
+    return True
+
+
+def use_preset() -> None:
+    """Callback of the preset picker: fill every input from the chosen preset."""
+    key = st.session_state.preset
+    if key is not None:
+        for name, value in presets.preset_inputs(key, st.session_state.kappa).items():
+            st.session_state[name] = value
+
+
+def use_kappa() -> None:
+    """Callback of the κ slider: rewrite the 2-D quadratic for the new condition number."""
+    st.session_state.expr = presets.rotated_quadratic(st.session_state.kappa)
+
+
+def url_problems() -> dict[str, str]:
+    """Messages for query-string values a widget would silently drop (checked once per session)."""
+    problems = {}
+    for name, options in CHOICES.items():
+        raw = st.query_params.get(name)
+        if raw is not None and raw not in options:
+            problems[name] = f"URL parameter {name}={raw[:30]!r} is not one of {', '.join(options)}"
+    for name, (low, high) in NUMBERS.items():
+        raw = st.query_params.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            value = float(raw)
+            ok = math.isfinite(value) and low <= value <= high
+            ok = ok and (name != "iters" or value == int(value))
+        except ValueError:
+            ok = False
+        if not ok:
+            problems[name] = (f"URL parameter {name}={raw[:30]!r} is not a number from {low:g} to "
+                              f"{high:g}; the default is used instead")
+    return problems
+
+
+def fmt(value) -> str:
+    return "—" if value is None or not np.isfinite(value) else f"{value:.{DIGITS}g}"
+
+
+def parsed(text: str, name: str, n: int, slot) -> np.ndarray | None:
+    """Parse a vector input; show a problem in ``slot`` (next to the input) and return None."""
+    try:
+        return parse_vector(text, name, n)
+    except ValueError as error:
+        slot.error(f"{error} (a single number is repeated n times)", icon="⚠️")
+        return None
+
+
+# ----------------------------------------------------------------------------- state
+
+for name, value in presets.DEFAULT_INPUTS.items():
+    st.session_state.setdefault(name, value)
+st.session_state.setdefault("kappa", presets.DEFAULT_KAPPA)
+if "url_problems" not in st.session_state:
+    st.session_state.url_problems = url_problems()
+bad_url = st.session_state.url_problems
+
+# ----------------------------------------------------------------------------- inputs
+
+st.title("Conjugate gradient on Hessian-vector products")
+st.markdown(
+    "Solve **H x = g** for the Hessian H of f at θ — the Newton step, or TRPO's natural "
+    "gradient — by conjugate gradient, which needs only products **Hv** (never H itself), "
+    "and compare every iterate with the exact solution."
+)
+
+left, right = st.columns([3, 2], vertical_alignment="bottom")
+left.selectbox(
+    "Preset", list(presets.PRESETS), key="preset", index=None, on_change=use_preset,
+    format_func=lambda k: presets.PRESETS[k].title,
+    placeholder="Load a worked example…",
+)
+if st.session_state.preset == "quadratic":
+    right.slider("condition number κ", presets.MIN_KAPPA, presets.MAX_KAPPA, key="kappa",
+                 step=1.0, on_change=use_kappa)
+if st.session_state.preset is not None:
+    st.info(presets.PRESETS[st.session_state.preset].lesson, icon="💡")
+
+expr = st.text_input(
+    "f(θ) in x1 … xn", key="expr", bind=BIND,
+    help="Operators + − * / **, functions such as sin, exp, log, tanh; or @logistic_regression "
+         "(a built-in loss with n = 1000). Press Enter to apply.",
+)
+expr_slot = st.empty()
+
+col_theta, col_g, col_x0 = st.columns(3)
+col_theta.text_input("θ (the point)", key="theta", bind=BIND)
+col_g.text_input("g (right-hand side)", key="g", bind=BIND)
+col_x0.text_input("x0 (start; empty = zeros)", key="x0", bind=BIND)
+theta_slot, g_slot, x0_slot = col_theta.empty(), col_g.empty(), col_x0.empty()
+
+cols = st.columns(5)
+damping = cols[0].number_input("damping λ", min_value=0.0, max_value=1e6, step=0.1,
+                               format="%g", key="damping", bind=BIND)
+iters = cols[1].number_input("max iterations", min_value=0, max_value=MAX_ITER, step=1,
+                             key="iters", bind=BIND, placeholder="n")
+tol = cols[2].number_input("tolerance ‖r‖/‖g‖", min_value=0.0, max_value=1.0, step=1e-10,
+                           format="%.1e", key="tol", bind=BIND)
+dtype = cols[3].radio("dtype", CHOICES["dtype"], key="dtype", bind=BIND, horizontal=True)
+hvp = cols[4].radio("HVP mode", CHOICES["hvp"], key="hvp", bind=BIND, horizontal=True,
+                    help="reverse-over-reverse or forward-over-reverse differentiation")
+for name, col in zip(("damping", "iters", "tol", "dtype", "hvp"), cols, strict=True):
+    if name in bad_url:
+        col.error(bad_url[name], icon="⚠️")
+
+# ----------------------------------------------------------------------------- solve
+
+problem = None
+try:
+    with st.spinner("Compiling f and its Hessian-vector product…", show_time=True):
+        problem = compiled_problem(expr.strip(), dtype, hvp)
+except ValueError as error:
+    expr_slot.error(str(error), icon="⚠️")
+
+result = None
+if problem is not None:
+    n = problem.n
+    theta = parsed(st.session_state.theta, "θ", n, theta_slot)
+    g = parsed(st.session_state.g, "g", n, g_slot)
+    x0 = parsed(st.session_state.x0, "x0", n, x0_slot) if st.session_state.x0.strip() else None
+    vectors_ok = theta is not None and g is not None and (x0 is not None or
+                                                          not st.session_state.x0.strip())
+    if vectors_ok:
+        settings = CGSettings(damping=float(damping), tol=float(tol),
+                              max_iter=None if iters is None else int(iters))
+        slow = n > 100
+        message = (f"Solving; forming the exact {n}×{n} Hessian for comparison costs n = {n} "
+                   "HVPs…" if slow else "Solving…")
+        try:
+            with st.spinner(message, show_time=True):
+                result = problem.solve(theta, g, settings, x0=x0)
+            freeze_traced_graphs(expr.strip(), dtype, hvp)
+        except ValueError as error:
+            st.error(str(error), icon="⚠️")
+
+if result is None:
+    st.stop()
+
+# ----------------------------------------------------------------------------- the answer
+
+cg = result.cg
+st.header("Answer")
+metrics = st.columns(4)
+metrics[0].metric("iterations", cg.iterations)
+metrics[1].metric("HVPs used", cg.matvecs)
+metrics[2].metric("stop reason", cg.stop_reason.replace("_", " "))
+metrics[3].metric("final relative error",
+                  "—" if result.final_error is None else f"{result.final_error:.3e}")
+
+answer = {"component": [f"x{i + 1}" for i in range(result.n)],
+          "CG solution x_k": [fmt(v) for v in cg.x]}
+if result.exact is not None:
+    answer["exact H⁻¹g"] = [fmt(v) for v in result.exact]
+if result.settings.damping > 0 and result.reference is not None:
+    answer["exact (H+λI)⁻¹g"] = [fmt(v) for v in result.reference]
+answer_frame = pd.DataFrame(answer)
+if result.n <= TABLE_N:
+    st.table(answer_frame.set_index("component"))
+else:
+    st.dataframe(answer_frame, hide_index=True, height=280)
+
+summary = (f"CG {explain.STOP_REASON_TEXT[cg.stop_reason]} after {cg.iterations} iteration(s) "
+           f"with {cg.matvecs} HVP(s); final ‖r‖ = {cg.residual_norms[-1]:.3e}")
+if result.final_error is not None:
+    summary += f", relative error ‖x − x*‖/‖x*‖ = {result.final_error:.3e}"
+st.markdown(summary + ". " + explain.hvp_comparison(result))
+
+if result.hessian is None:
+    st.info(f"n = {result.n} > {MAX_EXPLICIT_N}: H is not formed, so there is no exact solution "
+            "to compare with (CG itself never needs H).", icon="ℹ️")
+elif result.reference is None:
+    st.warning("H + λI is singular (or numerically so) at this θ: H⁻¹g does not exist. "
+               "CG still runs on the Krylov space of g; add damping λ > 0 for a unique answer.",
+               icon="⚠️")
+elif result.exact is None:
+    st.info("H itself is singular here; the damped system (H+λI)x = g has the unique answer "
+            "shown.", icon="ℹ️")
+curvature = explain.curvature_message(result)
+if curvature:
+    st.warning(curvature, icon="↪️")
+if cg.stop_reason == "breakdown":
+    st.error("CG broke down: a value became NaN or infinite. f or its derivatives overflow at "
+             "this θ (float32 overflows sooner than float64).", icon="⚠️")
+elif cg.stop_reason == "max_iter" and cg.iterations < result.n:
+    st.info("CG stopped at the iteration limit before reaching the tolerance: raise "
+            "max iterations to continue.", icon="ℹ️")
+
+# ----------------------------------------------------------------------------- iterates
+
+st.header("Iterates")
+st.caption("Press ▶ Play, or drag the slider over k; the animation runs in your browser.")
+st.plotly_chart(figures.iterates_figure(result), key="iterates_chart")
+
+st.header("Convergence")
+st.plotly_chart(figures.convergence_figure(result), key="convergence_chart")
+
+if result.eigenvalues is not None:
+    st.header("Spectrum")
+    kappa_text = ("∞ (not positive definite)" if not np.isfinite(result.condition_number)
+                  else f"{result.condition_number:.6g}")
+    st.markdown(f"Condition number κ = **{kappa_text}**. {explain.spectrum_note(result)}")
+    st.plotly_chart(figures.spectrum_figure(result), key="spectrum_chart")
+    if result.n <= 10:
+        names = [f"x{i + 1}" for i in range(result.n)]
+        mat_left, mat_right = st.columns(2)
+        mat_left.markdown("**H**")
+        mat_left.table(pd.DataFrame(result.hessian, index=names, columns=names)
+                       .map(lambda v: f"{v:.6g}"))
+        mat_right.markdown("**H⁻¹**")
+        if result.exact is not None:
+            inverse = np.linalg.inv(result.hessian)
+            mat_right.table(pd.DataFrame(inverse, index=names, columns=names)
+                            .map(lambda v: f"{v:.6g}"))
+        else:
+            mat_right.markdown("H is singular: no inverse.")
+
+st.header("Trace")
+trace = pd.DataFrame(figures.trace_table(result))
+st.dataframe(trace, hide_index=True, height=min(400, 38 + 35 * len(trace)), column_config={
+    name: st.column_config.NumberColumn(format="%.4e") for name in trace.columns if name != "k"
+})
+downloads = st.columns(2)
+downloads[0].download_button("Download the table (CSV)", trace.to_csv(index=False),
+                             file_name="cg_trace.csv", mime="text/csv", on_click="ignore")
+downloads[1].download_button("Download the whole trace (JSON)",
+                             json.dumps(result.to_dict(), allow_nan=False),
+                             file_name="cg_trace.json", mime="application/json",
+                             on_click="ignore")
+st.caption("The same computation on the command line: `python -m trpo_viz cg --expr '…' "
+           "--theta=… --g=… --json`.")

@@ -1,0 +1,137 @@
+"""The CG explorer in headless Chromium against a real `streamlit run app.py`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot-cg.png"
+EXPR_LABEL = "f(θ) in x1 … xn"
+
+
+def wait_for_page(page, charts: int = 3) -> None:
+    """Wait until the script run is over and ``charts`` Plotly charts are drawn."""
+    page.locator('[data-testid="stTable"]').first.wait_for()
+    page.wait_for_function(
+        "n => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length >= n",
+        arg=charts,
+    )
+    page.wait_for_function(  # no "running" indicator any more
+        "() => !document.querySelector("
+        "'[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')"
+    )
+
+
+def full_height(page) -> None:
+    """Streamlit scrolls inside its own container: grow the viewport to the page's height."""
+    height = page.evaluate(
+        "() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight ?? 2000"
+    )
+    page.set_viewport_size({"width": 1400, "height": min(int(height) + 100, 8000)})
+    page.wait_for_timeout(800)  # let Plotly re-lay out to the new size
+
+
+def solution_table_text(page) -> str:
+    return page.locator('[data-testid="stTable"]').first.inner_text()
+
+
+def assert_no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Streamlit runs the FIRST session after server start in legacy pages/-directory mode "
+    "(PagesManager.uses_pages_directory is True while a pages/ folder exists and st.navigation "
+    "has not run yet), where /cg is unknown, so it shows a 'Page not found' dialog once. "
+    "Fix: move pages/ to a folder with another name (e.g. app_pages/) and update app.py."
+))
+def test_first_visit_after_start_has_no_page_not_found_dialog(page, streamlit_server):
+    # Must be the first test in the session: it relies on being the server's first session.
+    page.goto(f"{streamlit_server}/cg")
+    wait_for_page(page)
+    page.wait_for_timeout(500)
+    assert page.get_by_text("Page not found").count() == 0
+
+
+def test_default_page_shows_the_solved_example(page, streamlit_server, screenshots):
+    page.goto(f"{streamlit_server}/cg")
+    wait_for_page(page)
+    table = solution_table_text(page)
+    assert "-0.5625" in table and "6.5625" in table
+    assert "exact H⁻¹g" in table
+    assert page.get_by_text("converged", exact=True).first.is_visible()
+    assert_no_exception(page)
+    assert page.get_by_text("Page not found").count() == 0
+    path = screenshots / "cg-default.png"
+    full_height(page)
+    page.screenshot(path=str(path), full_page=True)
+    DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(path, DOCS_SCREENSHOT)
+    page.screenshot(path=str(screenshots / "cg-default-top.png"))
+
+
+def test_play_advances_the_slider(page, streamlit_server, screenshots):
+    page.goto(f"{streamlit_server}/cg")
+    wait_for_page(page)
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    current = chart.locator("text.slider-label", has_text="k = ")  # the current-value label
+    assert current.text_content().strip() == "k = 3"  # starts on the final iterate
+    chart.locator(".updatemenu-button", has_text="Play").click()
+    seen = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not {"k = 0", "k = 1", "k = 2"} <= seen:
+        seen.add(current.text_content().strip())
+        time.sleep(0.05)
+    assert {"k = 0", "k = 1", "k = 2"} <= seen, seen
+    chart.screenshot(path=str(screenshots / "cg-animation.png"))
+    assert_no_exception(page)
+
+
+def test_typing_a_new_expression_changes_the_result(page, streamlit_server, screenshots):
+    page.goto(f"{streamlit_server}/cg")
+    wait_for_page(page)
+    box = page.get_by_role("textbox", name=EXPR_LABEL)
+    box.fill("x1**2 + 4*x2**2 + x3**2")
+    box.press("Enter")
+    # H = diag(2, 8, 2), g = (3, 12, 6): x* = (1.5, 1.5, 3)
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"stTable\"]').innerText.includes('1.5')"
+    )
+    wait_for_page(page)
+    table = solution_table_text(page)
+    assert "-0.5625" not in table and re.search(r"x2\s+1\.5\s+1\.5", table), table
+    assert "expr=" in page.url  # the URL follows the input
+    assert_no_exception(page)
+    page.screenshot(path=str(screenshots / "cg-new-expression.png"))
+
+
+def test_a_shared_link_reproduces_the_view(page, streamlit_server, screenshots):
+    query = urlencode({"expr": "x1**2 + 3*x2**2", "theta": "1,1", "g": "2,6", "damping": "0.5"})
+    page.goto(f"{streamlit_server}/cg?{query}")
+    wait_for_page(page)
+    assert page.get_by_role("textbox", name=EXPR_LABEL).input_value() == "x1**2 + 3*x2**2"
+    table = solution_table_text(page)
+    # H = diag(2, 6): H⁻¹g = (1, 1); (H + 0.5 I)⁻¹g = (0.8, 0.923077)
+    assert "exact (H+λI)⁻¹g" in table and "0.8" in table and "0.923076923" in table
+    assert_no_exception(page)
+    full_height(page)
+    page.screenshot(path=str(screenshots / "cg-shared-link.png"), full_page=True)
+
+
+def test_bad_input_shows_an_error_and_keeps_the_page(page, streamlit_server, screenshots):
+    query = urlencode({"expr": "x1**2 +* x2", "iters": "oops"})
+    page.goto(f"{streamlit_server}/cg?{query}")
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    errors.filter(has_text="syntax error at column 8").first.wait_for()  # next to f
+    errors.filter(has_text="iters='oops'").first.wait_for()  # next to max iterations
+    page.get_by_role("textbox", name=EXPR_LABEL).wait_for()  # the inputs stay usable
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
+    assert_no_exception(page)
+    page.screenshot(path=str(screenshots / "cg-errors.png"))
