@@ -86,17 +86,32 @@ def test_trace_is_consistent_with_the_recurrences():
     assert np.max(np.abs(off_diagonal)) < 1e-8 * np.max(np.diag(gram))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_SOLVERS: dict[int, tuple[tf.Variable, ConjugateGradient]] = {}
+
+
+def _solver_for_size(n: int, a: np.ndarray) -> ConjugateGradient:
+    """One compiled solver per n over a matrix variable, so examples do not retrace."""
+    if n not in _SOLVERS:
+        matrix = tf.Variable(tf.zeros((n, n), tf.float64))
+        _SOLVERS[n] = (matrix, ConjugateGradient(lambda v: tf.linalg.matvec(matrix, v)))
+    matrix, solver = _SOLVERS[n]
+    matrix.assign(a)
+    return solver
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(1, 8),
     seed=st.integers(0, 2**31 - 1),
-    log_kappa=st.floats(0.0, 3.0),
+    # In exact arithmetic any κ works; in float64 a geometric spectrum with κ ≫ 100 loses
+    # enough orthogonality that n steps leave a residual above 1e-8 (κ = 1000, n = 8: ~1e-5).
+    log_kappa=st.floats(0.0, 2.0),
 )
 def test_exact_convergence_in_at_most_n_iterations(n, seed, log_kappa):
     rng = np.random.default_rng(seed)
     a = _random_spd(rng, n, kappa=10.0**log_kappa)
     b = rng.normal(size=n)
-    result = _matrix_solver(a).solve(b, rtol=1e-8, max_iter=n)
+    result = _solver_for_size(n, a).solve(b, rtol=1e-8, max_iter=n)
     assert result.stop_reason == "converged"
     assert result.iterations <= n
     np.testing.assert_allclose(result.x, np.linalg.solve(a, b), rtol=1e-6, atol=1e-8)

@@ -205,7 +205,8 @@ class ConjugateGradient:
     def __init__(self, matvec: Matvec, record_vectors: bool = True):
         self.matvec = matvec
         self.record_vectors = record_vectors
-        self._solve = tf.function(self._graph, reduce_retracing=True)
+        # autograph=False: the loop is an explicit tf.while_loop; nothing needs converting.
+        self._solve = tf.function(self._graph, reduce_retracing=True, autograph=False)
 
     def _graph(self, b, x0, damping, max_iter, rtol, atol, use_x0):
         return tf.cond(

@@ -142,7 +142,7 @@ class CompiledProblem:
         self.theta = tf.Variable(tf.zeros([self.n], DTYPES[dtype]), name="theta")
         self.hvp = HessianVectorProduct(lambda: self.objective(self.theta), [self.theta], hvp_mode)
         self.cg = ConjugateGradient(self.hvp)
-        self._value = tf.function(lambda: self.objective(self.theta))
+        self._value = tf.function(lambda: self.objective(self.theta), autograph=False)
         self._lock = threading.Lock()
 
     def solve(self, theta, g, settings: CGSettings = CGSettings(), x0=None) -> ExplorerResult:

@@ -118,9 +118,14 @@ class HessianVectorProduct:
         self.variables = list(variables)
         self.mode = mode
         self.size = num_parameters(self.variables)
-        self._hvp = tf.function(self.graph_fn, jit_compile=jit_compile, reduce_retracing=True)
+        # autograph=False: pure TF code, and user-built loss lambdas need no conversion.
+        self._hvp = tf.function(
+            self.graph_fn, jit_compile=jit_compile, reduce_retracing=True, autograph=False
+        )
         self._grad = tf.function(
-            lambda *args: gradient(self.loss_fn, self.variables, *args), reduce_retracing=True
+            lambda *args: gradient(self.loss_fn, self.variables, *args),
+            reduce_retracing=True,
+            autograph=False,
         )
 
     def graph_fn(self, vector: tf.Tensor, *args) -> tf.Tensor:
@@ -162,6 +167,7 @@ def _hvp_block(hvp: HessianVectorProduct, basis: tf.Tensor, *args) -> tf.Tensor:
                 vs,
             ),
             reduce_retracing=True,
+            autograph=False,
         )
         hvp._block_fn = fn
     return fn(basis, *args)
