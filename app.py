@@ -1,22 +1,26 @@
 """trpo-viz: an interactive lab for Hessian-free optimisation. Run: ``streamlit run app.py``.
 
-Pages are listed explicitly (with st.navigation, pages/ is not auto-discovered).
-The CG explorer lives at ``/cg``. Streamlit always serves the *default* page at the
-root URL, never at its own ``url_path``, so the default here is a hidden page that
-forwards ``/`` (with its query string) to ``/cg``: both URLs open the explorer and
-shared ``/cg?expr=…`` links work.
+Pages are listed explicitly (with st.navigation, pages/ is not auto-discovered):
+the CG explorer at ``/cg`` and TRPO live at ``/trpo``. Streamlit serves the *default*
+page at the root URL, never at its own ``url_path``, so the default here is a hidden
+page that forwards ``/`` (with its query string) to ``/cg``.
+
+Streamlit serves the first session after a server start in its legacy pages/-folder
+mode (streamlit/streamlit#9992): it runs the page file directly, without this script.
+Each page file is named after its URL path (pages/cg.py → /cg), so a shared /cg or
+/trpo link finds its page there; a page run without this script switches the legacy
+mode off (Streamlit's own ``_mpa_v1`` never does) and reruns, through this script.
 """
 
 import gc
-import os
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # its notice is the only log line left
+import streamlit as st
 
-import streamlit as st  # noqa: E402
+from trpo_viz.quiet import import_tensorflow
 
-st.set_page_config(page_title="trpo-viz", page_icon="🧭", layout="wide")
+ENTERED_THROUGH_APP = "entered_through_app"
+
+st.set_page_config(page_title="trpo-viz", page_icon=":material/insights:", layout="wide")
 
 
 @st.cache_resource(show_spinner="Loading TensorFlow…")
@@ -29,8 +33,7 @@ def load_tensorflow() -> bool:
     per rerun. ``gc.freeze()`` moves the objects that exist now (TensorFlow, its
     modules) to a permanent generation that collections skip.
     """
-    import tensorflow  # noqa: F401
-
+    import_tensorflow()  # without its native start-up notices in the server console
     gc.collect()
     gc.freeze()
     return True
@@ -38,8 +41,10 @@ def load_tensorflow() -> bool:
 
 load_tensorflow()
 
-cg_explorer = st.Page("pages/cg_explorer.py", title="CG explorer", icon=":material/insights:",
-                      url_path="cg")
+cg_explorer = st.Page("pages/cg.py", title="CG explorer", icon=":material/insights:", url_path="cg")
+trpo_live = st.Page(
+    "pages/trpo.py", title="TRPO live", icon=":material/directions_run:", url_path="trpo"
+)
 
 
 def home() -> None:
@@ -47,13 +52,6 @@ def home() -> None:
     st.switch_page(cg_explorer, query_params=st.query_params.to_dict())
 
 
-pages = [
-    st.Page(home, title="trpo-viz", url_path="home", default=True, visibility="hidden"),
-    cg_explorer,
-]
-# ---- TRPO page (url_path "trpo", by the TRPO developer): included once pages/trpo_live.py exists.
-if (Path(__file__).parent / "pages" / "trpo_live.py").exists():
-    pages.append(st.Page("pages/trpo_live.py", title="TRPO live",
-                         icon=":material/directions_run:", url_path="trpo"))
-
-st.navigation(pages).run()
+home_page = st.Page(home, title="trpo-viz", url_path="home", default=True, visibility="hidden")
+st.session_state[ENTERED_THROUGH_APP] = True  # the pages check it: see pages/cg.py
+st.navigation([home_page, cg_explorer, trpo_live]).run()

@@ -8,11 +8,13 @@ from streamlit.testing.v1 import AppTest
 from trpo_viz.trpo.config import default_config
 from trpo_viz.trpo.live import LiveRun
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "trpo_live.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "trpo.py")
 
 
 def new_page() -> AppTest:
-    return AppTest.from_file(PAGE, default_timeout=120)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["entered_through_app"] = True  # as app.py does before running the page
+    return at
 
 
 def button(at: AppTest, label: str):

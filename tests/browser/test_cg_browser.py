@@ -46,18 +46,15 @@ def assert_no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Streamlit runs the FIRST session after server start in legacy pages/-directory mode "
-    "(PagesManager.uses_pages_directory is True while a pages/ folder exists and st.navigation "
-    "has not run yet), where /cg is unknown, so it shows a 'Page not found' dialog once. "
-    "Fix: move pages/ to a folder with another name (e.g. app_pages/) and update app.py."
-))
 def test_first_visit_after_start_has_no_page_not_found_dialog(page, streamlit_server):
     # Must be the first test in the session: it relies on being the server's first session.
     page.goto(f"{streamlit_server}/cg")
     wait_for_page(page)
     page.wait_for_timeout(500)
     assert page.get_by_text("Page not found").count() == 0
+    # app.py's navigation, not Streamlit's legacy pages/ listing ("app", "cg", "trpo").
+    nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+    assert "TRPO live" in nav and "app" not in nav.split()
 
 
 def test_default_page_shows_the_solved_example(page, streamlit_server, screenshots):

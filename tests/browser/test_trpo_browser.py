@@ -33,17 +33,6 @@ def wait_for_update_past(page, n: int) -> int:
     return update_count(page)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def warm_server(browser, streamlit_server):
-    """Streamlit shows a spurious "Page not found" dialog over a non-default URL opened in
-    the server's first browser session (streamlit/streamlit#9992): open the root once."""
-    context = browser.new_context()
-    first = context.new_page()
-    first.goto(streamlit_server)
-    first.wait_for_url("**/cg**", timeout=60_000)
-    context.close()
-
-
 def assert_no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
 
@@ -51,6 +40,7 @@ def assert_no_exception(page) -> None:
 def open_trpo(page, url):
     page.goto(f"{url}/trpo")
     page.get_by_role("button", name="Start").wait_for()
+    assert page.get_by_text("Page not found").count() == 0
 
 
 def test_start_train_pause_and_an_independent_second_session(

@@ -8,10 +8,15 @@ Session state (one run per browser session):
 """
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from trpo_viz.figures import trpo as figures
 from trpo_viz.trpo.config import CLASSIC_CONTROL_ENVS, available_envs, default_config
 from trpo_viz.trpo.live import MAX_BATCH, MAX_HIDDEN, LiveRun, config_from_form
+
+if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
+    PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
+    st.rerun()
 
 TICK_SECONDS = 0.25  # the live fragment's period: one update (or replay step) per tick
 ROLLOUT_EVERY = 10  # updates between re-rendered policy rollouts

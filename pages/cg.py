@@ -13,19 +13,20 @@ from __future__ import annotations
 import gc
 import json
 import math
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # its notice is the only log line left
+import numpy as np
+import pandas as pd
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
+from trpo_viz import explain, presets
+from trpo_viz.explorer import MAX_EXPLICIT_N, MAX_ITER, CGSettings, CompiledProblem
+from trpo_viz.figures import cg as figures
+from trpo_viz.inputs import parse_vector
 
-from trpo_viz import explain, presets  # noqa: E402
-from trpo_viz.explorer import MAX_EXPLICIT_N, MAX_ITER, CGSettings, CompiledProblem  # noqa: E402
-from trpo_viz.figures import cg as figures  # noqa: E402
-from trpo_viz.inputs import parse_vector  # noqa: E402
+if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
+    PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
+    st.rerun()
 
 DIGITS = 10  # significant digits of the solution vectors
 TABLE_N = 20  # up to this n the solution is an HTML table (readable as text), then a grid
