@@ -73,65 +73,41 @@ def trust_region_history_figure(records: Sequence) -> go.Figure:
             "step norm ‖θ_new − θ_old‖",
         ),
     )
-    fig.add_trace(
-        go.Scatter(
-            x=updates,
-            y=[r.kl for r in records],
-            mode="lines+markers",
-            marker=dict(color=colors),
-            name="KL",
+    line = dict(mode="lines+markers")
+    panels = [  # (row, col, trace)
+        (1, 1, go.Scatter(y=[r.kl for r in records], marker=dict(color=colors), name="KL", **line)),
+        (
+            1,
+            1,
+            go.Scatter(
+                y=[r.max_kl for r in records],
+                mode="lines",
+                name="δ",
+                line=dict(dash="dash", color=BOUND_COLOR),
+            ),
         ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=updates,
-            y=[r.max_kl for r in records],
-            mode="lines",
-            line=dict(dash="dash", color=BOUND_COLOR),
-            name="δ",
+        (
+            1,
+            2,
+            go.Scatter(
+                y=[r.expected_improvement * r.step_fraction for r in records],
+                name="expected (gᵀΔθ)",
+                **line,
+            ),
         ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=updates,
-            y=[r.expected_improvement * r.step_fraction for r in records],
-            mode="lines+markers",
-            name="expected (gᵀΔθ)",
+        (1, 2, go.Scatter(y=[r.actual_improvement for r in records], name="actual", **line)),
+        (2, 1, go.Bar(y=[r.backtracks for r in records], marker_color=colors, name="backtracks")),
+        (
+            2,
+            2,
+            go.Scatter(
+                y=[r.step_norm * r.step_fraction for r in records], name="step norm", **line
+            ),
         ),
-        row=1,
-        col=2,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=updates,
-            y=[r.actual_improvement for r in records],
-            mode="lines+markers",
-            name="actual",
-        ),
-        row=1,
-        col=2,
-    )
-    fig.add_trace(
-        go.Bar(
-            x=updates, y=[r.backtracks for r in records], marker_color=colors, name="backtracks"
-        ),
-        row=2,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=updates,
-            y=[r.step_norm * r.step_fraction for r in records],
-            mode="lines+markers",
-            name="step norm",
-        ),
-        row=2,
-        col=2,
-    )
+    ]
+    for row, col, trace in panels:
+        trace.x = updates
+        fig.add_trace(trace, row=row, col=col)
     fig.update_xaxes(title="update", row=2)
     return _layout(fig, "Trust region over time (red: step rejected)", height=520)
 

@@ -6,6 +6,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from trpo_viz.serialize import to_jsonable
+
 WALL_TIME_FIELDS = (
     "wall_rollout_s",
     "wall_fvp_cg_s",
@@ -79,7 +81,7 @@ class UpdateRecord:
 
     def to_dict(self) -> dict:
         """JSON-ready dict; NaN and ±Inf become None."""
-        return _jsonable(dataclasses.asdict(self))
+        return to_jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict) -> UpdateRecord:
@@ -98,7 +100,7 @@ class UpdateRecord:
 
     def metrics(self) -> dict:
         """The flat per-update summary written to the CLI's --metrics JSONL file."""
-        return _jsonable(
+        return to_jsonable(
             {
                 "update": self.update,
                 "timesteps": self.total_timesteps,
@@ -126,13 +128,3 @@ class UpdateRecord:
 
 def _nan_if_none(value):
     return math.nan if value is None else value
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
