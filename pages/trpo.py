@@ -12,13 +12,13 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from trpo_viz.figures import trpo as figures
 from trpo_viz.trpo.config import CLASSIC_CONTROL_ENVS, available_envs, default_config
-from trpo_viz.trpo.live import MAX_BATCH, MAX_HIDDEN, LiveRun, config_from_form
+from trpo_viz.trpo.live import MAX_BATCH, MAX_HIDDEN, MAX_TIMESTEPS, LiveRun, config_from_form
 
 if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
     PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
     st.rerun()
 
-TICK_SECONDS = 0.25  # the live fragment's period: one update (or replay step) per tick
+TICK_SECONDS = 0.05  # pause between ticks of the live fragment: one update (or replay step) each
 ROLLOUT_EVERY = 10  # updates between re-rendered policy rollouts
 
 st.session_state.setdefault("trpo_run", None)
@@ -38,6 +38,8 @@ st.caption(
 envs = available_envs()
 missing_mujoco = len(envs) == len(CLASSIC_CONTROL_ENVS)
 with st.expander("Task and hyperparameters", expanded=st.session_state.trpo_run is None):
+    if st.session_state.trpo_run is not None:
+        st.caption("These settings apply to a new run: press **Reset**, then **Start**.")
     env_id = st.selectbox("Task", envs, key="trpo_env")
     if missing_mujoco:
         st.caption("MuJoCo tasks (Hopper-v5, …) appear here when `gymnasium[mujoco]` is installed.")
@@ -72,9 +74,18 @@ with st.expander("Task and hyperparameters", expanded=st.session_state.trpo_run 
         key="trpo_hidden",
         help=f"comma-separated, at most {MAX_HIDDEN} each",
     )
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns([2, 2, 1])
     gamma = c1.slider("γ (discount)", 0.8, 0.999, defaults.gamma, key=f"trpo_gamma_{env_id}")
     lam = c2.slider("λ (GAE)", 0.8, 1.0, defaults.gae_lambda, key=f"trpo_lambda_{env_id}")
+    total_timesteps = c3.number_input(
+        "Total timesteps",
+        1_000,
+        MAX_TIMESTEPS,
+        defaults.total_timesteps,
+        step=10_000,
+        key=f"trpo_total_{env_id}",
+        help="training stops here",
+    )
 
 
 def new_run() -> LiveRun | None:
@@ -98,6 +109,7 @@ def new_run() -> LiveRun | None:
             n_steps=max(1, batch // n_envs),
             gamma=float(gamma),
             gae_lambda=float(lam),
+            total_timesteps=int(total_timesteps),
             hidden_sizes=hidden_sizes,
         )
         with st.spinner(f"Building {env_id} and compiling TRPO's functions…", show_time=True):
@@ -235,9 +247,8 @@ def live_view() -> None:
             f"- entropy {record.entropy:.3g}, explained variance {record.explained_variance:.2f}"
         )
         if run.live:
-            frames = run.refresh_frames(every=ROLLOUT_EVERY)
-            if frames:
-                st.plotly_chart(figures.policy_rollout_figure(frames), key="trpo_rollout")
+            run.refresh_frames(every=ROLLOUT_EVERY)
+            st.image(run.rollout_gif, caption=f"The policy acting after update {run.frames_update}")
 
 
 def advance(run: LiveRun) -> None:

@@ -5,6 +5,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from trpo_viz.figures import trpo as figures
 from trpo_viz.trpo import live
@@ -60,12 +61,13 @@ def test_figures_build_from_records_and_slices(run):
     assert len(curve.data[0].y) == sum(len(r.episode_returns) for r in run.records)
 
 
-def test_rollout_frames_are_small_png_animation_frames(run):
+def test_rollout_frames_become_an_animated_gif(run):
     frames = run.refresh_frames(max_frames=20, every=1)
     assert 0 < len(frames) <= 10 and frames[0].shape[:2] == live.FRAME_SIZE
-    fig = figures.policy_rollout_figure(frames)
-    assert len(fig.frames) == len(frames)
-    assert fig.frames[0].data[0].source.startswith("data:image/png;base64,")
+    gif = Image.open(io.BytesIO(run.rollout_gif))
+    assert gif.format == "GIF" and 1 < gif.n_frames <= len(frames)  # PIL merges repeats
+    assert gif.size == (live.FRAME_SIZE[1], live.FRAME_SIZE[0])
+    assert run.frames_update == len(run.records)
 
 
 def test_ellipse_of_the_quadratic_model():

@@ -50,6 +50,11 @@ def test_start_train_pause_and_an_independent_second_session(
     page.get_by_role("button", name="Start").click()
     reached = wait_for_update_past(page, 3)
     assert reached > 3
+    # The rest of the page answers during training: open the talk-mode panel.
+    page.get_by_text("Talk mode: load a saved run").click()
+    page.get_by_text("Saved run (.zip)").wait_for()
+    page.get_by_text("Talk mode: load a saved run").click()
+    assert wait_for_update_past(page, reached) > reached  # and training went on
     # The trust-region slice is drawn (its legend names the KL = δ contour).
     page.get_by_text("KL = δ (trust region)").first.wait_for()
     assert_no_exception(page)
@@ -71,7 +76,17 @@ def test_start_train_pause_and_an_independent_second_session(
     assert update_count(page) == paused_at, "training went on after Pause"
     assert_no_exception(page)
 
-    page.wait_for_timeout(800)
+    # Switching to the CG explorer and back keeps this session's run.
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("CG explorer").click()
+    page.get_by_text("Conjugate gradient on Hessian-vector products").wait_for()
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("TRPO live").click()
+    page.get_by_text(f"Update {paused_at} of").first.wait_for()
+    page.get_by_text("KL = δ (trust region)").first.wait_for()
+
+    # Streamlit scrolls inside its own container: grow the viewport to the page's height.
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": min(int(height) + 100, 6000)})
+    page.wait_for_timeout(1500)  # let Plotly re-lay out to the new size
     path = screenshots / "trpo-paused.png"
     page.screenshot(path=str(path), full_page=True)
     DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 from collections.abc import Sequence
 
@@ -11,6 +10,10 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
+# Every marker is an SVG element the browser redraws after each update: past these counts
+# the live charts draw lines only, or the most recent points, so a long run stays smooth.
+MAX_MARKED_UPDATES = 60
+MAX_EPISODE_POINTS = 600
 ACCEPTED_COLOR = "#2ca02c"
 REJECTED_COLOR = "#d62728"
 BOUND_COLOR = "#7f7f7f"
@@ -25,22 +28,21 @@ def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
 
 def learning_curve_figure(records: Sequence, window: int = 20) -> go.Figure:
     """Episode returns against timesteps: each finished episode, and a moving average."""
-    steps, returns = [], []
-    for record in records:
-        for ret in record.episode_returns:
-            steps.append(record.total_timesteps)
-            returns.append(ret)
+    # numpy arrays: Plotly validates them in bulk, lists element by element (thousands here).
+    steps = np.array([r.total_timesteps for r in records for _ in r.episode_returns], float)
+    returns = np.array([ret for r in records for ret in r.episode_returns], float)
+    recent = slice(-MAX_EPISODE_POINTS, None)
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
-            x=steps,
-            y=returns,
+            x=steps[recent],
+            y=returns[recent],
             mode="markers",
-            name="episode return",
+            name="episode return" + (" (latest)" if len(returns) > MAX_EPISODE_POINTS else ""),
             marker=dict(size=4, opacity=0.35),
         )
     )
-    if returns:
+    if len(returns):
         kernel = np.ones(min(window, len(returns))) / min(window, len(returns))
         smooth = np.convolve(returns, kernel, mode="valid")
         fig.add_trace(
@@ -66,16 +68,30 @@ def trust_region_history_figure(records: Sequence) -> go.Figure:
         cols=2,
         horizontal_spacing=0.12,
         vertical_spacing=0.18,
-        subplot_titles=(
-            "KL of the step vs δ",
-            "surrogate improvement",
-            "line-search backtracks",
-            "step norm ‖θ_new − θ_old‖",
-        ),
+        subplot_titles=("KL vs δ", "surrogate improvement", "backtracks", "step norm"),
     )
-    line = dict(mode="lines+markers")
+    line = dict(mode="lines+markers" if len(records) <= MAX_MARKED_UPDATES else "lines")
+    backtracks = (
+        go.Bar(y=[r.backtracks for r in records], marker_color=colors, name="backtracks")
+        if len(records) <= MAX_MARKED_UPDATES
+        else go.Scatter(
+            y=[r.backtracks for r in records],
+            name="backtracks",
+            mode="lines",
+            line=dict(shape="hv"),
+        )
+    )
+    rejected = [r for r in records if not r.accepted]
+    rejected_steps = go.Scatter(  # marked at any length: usually few, always worth seeing
+        x=[r.update + 1 for r in rejected],
+        y=[r.kl for r in rejected],
+        mode="markers",
+        marker=dict(color=REJECTED_COLOR, symbol="x", size=9),
+        name="rejected step",
+    )
     panels = [  # (row, col, trace)
         (1, 1, go.Scatter(y=[r.kl for r in records], marker=dict(color=colors), name="KL", **line)),
+        (1, 1, rejected_steps),
         (
             1,
             1,
@@ -96,7 +112,7 @@ def trust_region_history_figure(records: Sequence) -> go.Figure:
             ),
         ),
         (1, 2, go.Scatter(y=[r.actual_improvement for r in records], name="actual", **line)),
-        (2, 1, go.Bar(y=[r.backtracks for r in records], marker_color=colors, name="backtracks")),
+        (2, 1, backtracks),
         (
             2,
             2,
@@ -106,10 +122,12 @@ def trust_region_history_figure(records: Sequence) -> go.Figure:
         ),
     ]
     for row, col, trace in panels:
-        trace.x = updates
+        if trace.x is None:
+            trace.x = updates
         fig.add_trace(trace, row=row, col=col)
     fig.update_xaxes(title="update", row=2)
-    return _layout(fig, "Trust region over time (red: step rejected)", height=520)
+    fig.update_layout(legend=dict(orientation="h", y=-0.2))
+    return _layout(fig, "Trust region over time (red: step rejected)", height=560)
 
 
 def cg_residuals_figure(record) -> go.Figure:
@@ -183,13 +201,13 @@ def line_search_figure(record) -> go.Figure:
         col=2,
     )
     fig.add_hline(y=0, line_color=BOUND_COLOR, row=1, col=2)
-    fig.update_xaxes(title="step fraction (1 = full natural step)", type="log")
+    fig.update_xaxes(title="step fraction", type="log")
     verdict = (
         f"accepted fraction {fractions[record.accepted_index]:.3g}"
         if record.accepted_index is not None
         else "no candidate accepted: θ restored"
     )
-    return _layout(fig, f"Backtracking line search: {verdict}")
+    return _layout(fig, f"Line search (fraction 1 = full natural step): {verdict}")
 
 
 def trust_region_slice_figure(plane: dict) -> go.Figure:
@@ -285,69 +303,20 @@ def _ellipse(matrix: np.ndarray, level: float, t: np.ndarray) -> np.ndarray | No
     return vectors @ (radii[:, None] * circle)
 
 
-def _png_data_uri(frame: np.ndarray) -> str:
+def rollout_gif(frames: Sequence[np.ndarray], fps: int = 15) -> bytes:
+    """RGB frames as a looping animated GIF.
+
+    An image the browser animates by itself: redrawing the page after every TRPO update
+    costs nothing for it, where a Plotly frame animation is rebuilt and re-decoded.
+    """
+    images = [Image.fromarray(np.asarray(frame, np.uint8)) for frame in frames]
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(frame, np.uint8)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def policy_rollout_figure(frames: Sequence[np.ndarray], fps: int = 30) -> go.Figure:
-    """An RGB frame sequence as a Plotly animation with Play/Pause and a frame slider."""
-    # PNG data URIs: a few kB a frame, where raw pixel arrays would be megabytes of JSON.
-    sources = [_png_data_uri(frame) for frame in frames]
-    fig = go.Figure(go.Image(source=sources[0]) if sources else go.Image())
-    fig.frames = [go.Frame(data=[go.Image(source=s)], name=str(i)) for i, s in enumerate(sources)]
-    duration = int(1000 / fps)
-    fig.update_layout(
-        updatemenus=[
-            dict(
-                type="buttons",
-                x=0,
-                y=-0.05,
-                xanchor="left",
-                yanchor="top",
-                direction="left",
-                buttons=[
-                    dict(
-                        label="▶ Play",
-                        method="animate",
-                        args=[
-                            None,
-                            dict(
-                                frame=dict(duration=duration, redraw=True),
-                                fromcurrent=True,
-                                transition=dict(duration=0),
-                            ),
-                        ],
-                    ),
-                    dict(
-                        label="❚❚ Pause",
-                        method="animate",
-                        args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate")],
-                    ),
-                ],
-            )
-        ],
-        sliders=[
-            dict(
-                x=0.2,
-                len=0.8,
-                y=-0.02,
-                currentvalue=dict(prefix="frame "),
-                steps=[
-                    dict(
-                        method="animate",
-                        label=str(i),
-                        args=[
-                            [str(i)],
-                            dict(mode="immediate", frame=dict(duration=0, redraw=True)),
-                        ],
-                    )
-                    for i in range(len(frames))
-                ],
-            )
-        ],
+    images[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=int(1000 / fps),
+        loop=0,
     )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return _layout(fig, f"Current policy acting ({len(frames)} frames)", height=420)
+    return buffer.getvalue()

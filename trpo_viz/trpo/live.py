@@ -17,6 +17,7 @@ import zipfile
 
 import numpy as np
 
+from trpo_viz.figures.trpo import rollout_gif
 from trpo_viz.trpo.config import TRPOConfig
 from trpo_viz.trpo.record import UpdateRecord
 from trpo_viz.trpo.trainer import TRPOTrainer
@@ -64,6 +65,7 @@ class LiveRun:
         self.slices: dict[int, dict] = slices or {}
         self.frames: list[np.ndarray] = []
         self.frames_update: int | None = None
+        self.rollout_gif: bytes | None = None
         self._train_seconds = 0.0
         self._train_steps = 0
 
@@ -114,6 +116,7 @@ class LiveRun:
             frames = self.trainer.render_rollout(max_frames=max_frames)
             self.frames = [shrink(frame, FRAME_SIZE) for frame in frames[::2]]
             self.frames_update = latest
+            self.rollout_gif = rollout_gif(self.frames)
         return self.frames
 
     def close(self) -> None:
