@@ -263,9 +263,8 @@ if result.eigenvalues is not None:
         mat_left.table(pd.DataFrame(result.hessian, index=names, columns=names)
                        .map(lambda v: f"{v:.6g}"))
         mat_right.markdown("**H⁻¹**")
-        if result.exact is not None:
-            inverse = np.linalg.inv(result.hessian)
-            mat_right.table(pd.DataFrame(inverse, index=names, columns=names)
+        if result.hessian_inverse is not None:
+            mat_right.table(pd.DataFrame(result.hessian_inverse, index=names, columns=names)
                             .map(lambda v: f"{v:.6g}"))
         else:
             mat_right.markdown("H is singular: no inverse.")

@@ -25,6 +25,7 @@ def test_source_example_end_to_end(source_problem):
     assert result.relative_errors[0] == pytest.approx(1.0) and result.final_error < 1e-12
     assert np.all(result.a_norm_errors <= result.error_bound + 1e-12)
     np.testing.assert_allclose(result.eigenvalues, np.linalg.eigvalsh(result.hessian))
+    np.testing.assert_allclose(result.hessian_inverse @ result.hessian, np.eye(3), atol=1e-12)
 
 
 def test_damping_compares_iterates_with_the_damped_solution(source_problem):

@@ -79,6 +79,11 @@ class ExplorerResult:
         return self.cg.x
 
     @property
+    def hessian_inverse(self) -> np.ndarray | None:
+        """H⁻¹ when H was formed and is not singular (for display on small problems)."""
+        return None if self.hessian is None or self.exact is None else np.linalg.inv(self.hessian)
+
+    @property
     def final_error(self) -> float | None:
         return None if self.relative_errors is None else float(self.relative_errors[-1])
 
