@@ -144,7 +144,7 @@ def _run_cli(*args, timeout=240):
 
 
 def test_cli_train_writes_metrics_and_prints_eval(tmp_path):
-    metrics = tmp_path / "metrics.jsonl"
+    metrics = tmp_path / "new folder" / "metrics.jsonl"  # the folder is created
     result = _run_cli(
         "--env",
         "CartPole-v1",
@@ -183,6 +183,7 @@ def test_cli_train_writes_metrics_and_prints_eval(tmp_path):
         ["--gamma", "1.5"],
         ["--steps", "0"],
         ["--hidden", "64,x"],
+        ["--metrics", "/proc/no-such-dir/metrics.jsonl"],
     ],
 )
 def test_cli_bad_arguments_exit_2_with_one_line(args):

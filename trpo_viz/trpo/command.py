@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from trpo_viz.trpo.config import HVP_MODES, TRPOConfig, available_envs, default_config
 
@@ -100,6 +101,15 @@ def config_from_args(args) -> TRPOConfig:
     return config
 
 
+def _open_metrics(path: str):
+    """The --metrics file, its folder created; an unwritable path is a usage error."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w")  # noqa: SIM115 - closed in run_train's finally
+    except OSError as exc:
+        raise TrainUsageError(f"--metrics {path}: {exc.strerror}") from None
+
+
 def run_train(args) -> int:
     """Train, write metrics, print the evaluation JSON line; returns the exit status."""
     config = config_from_args(args)
@@ -109,7 +119,9 @@ def run_train(args) -> int:
 
     if args.threads is not None:
         set_num_threads(args.threads)
-    metrics = open(args.metrics, "w") if args.metrics else None  # noqa: SIM115
+    metrics = _open_metrics(args.metrics) if args.metrics else None
+    if args.save and Path(args.save).exists() and not Path(args.save).is_dir():
+        raise TrainUsageError(f"--save {args.save}: exists and is not a directory")
     start = time.perf_counter()
     trainer = TRPOTrainer(config)
     try:
