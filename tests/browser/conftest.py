@@ -85,6 +85,14 @@ def streamlit_server():
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+    # The server console must stay clean: no warning, no traceback, nothing but its banner.
+    noise = [line for line in log.read_text().splitlines() if not _banner(line)]
+    assert not noise, "streamlit console printed:\n" + "\n".join(noise[:20])
+
+
+def _banner(line: str) -> bool:
+    text = line.strip()
+    return not text or text.startswith(("You can now view", "URL:", "Stopping..."))
 
 
 @pytest.fixture(scope="session")
