@@ -123,18 +123,10 @@ def test_evaluate_and_render():
     assert frames[0].dtype == np.uint8 and frames[0].ndim == 3 and frames[0].shape[2] == 3
 
 
-def _cli_command():
-    """The lead's ``python -m trpo_viz`` once it dispatches ``train``; else the module itself."""
-    cli = ROOT / "trpo_viz" / "cli.py"
-    if cli.exists() and "add_train_parser" in cli.read_text():
-        return [sys.executable, "-m", "trpo_viz"]
-    return [sys.executable, "-m", "trpo_viz.trpo.command"]
-
-
 def _run_cli(*args, timeout=240):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [*_cli_command(), "train", *args],
+        [sys.executable, "-m", "trpo_viz", "train", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -61,7 +61,6 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow CPU threads")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(handler=run_train)
     return parser
 
 
@@ -156,20 +155,3 @@ def run_train(args) -> int:
     }
     print(json.dumps(result), flush=True)
     return 0
-
-
-def main(argv=None) -> int:
-    """Stand-alone entry point (``python -m trpo_viz.trpo.command train ...``)."""
-    parser = argparse.ArgumentParser(prog="trpo_viz")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_train_parser(subparsers)
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except TrainUsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
