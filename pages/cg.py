@@ -278,7 +278,7 @@ downloads = st.columns(2)
 downloads[0].download_button("Download the table (CSV)", trace.to_csv(index=False),
                              file_name="cg_trace.csv", mime="text/csv", on_click="ignore")
 downloads[1].download_button("Download the whole trace (JSON)",
-                             json.dumps(result.to_dict(), allow_nan=False),
+                             lambda: json.dumps(result.to_dict(), allow_nan=False),  # on click
                              file_name="cg_trace.json", mime="application/json",
                              on_click="ignore")
 st.caption("The same computation on the command line: `python -m trpo_viz cg --expr '…' "

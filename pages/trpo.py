@@ -176,7 +176,7 @@ with b5:
         st.download_button(
             "Save run",
             icon=":material/download:",
-            data=run.to_bytes(),
+            data=run.to_bytes,  # built on click, not on every rerun
             width="stretch",
             file_name=f"trpo-{run.config.env_id}-{len(run.records)}.zip",
             mime="application/zip",

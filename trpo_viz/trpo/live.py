@@ -68,6 +68,8 @@ class LiveRun:
         self.rollout_gif: bytes | None = None
         self._train_seconds = 0.0
         self._train_steps = 0
+        # A download runs to_bytes on Streamlit's own thread, possibly during a training tick.
+        self._lock = threading.Lock()
 
     @classmethod
     def start(cls, config: TRPOConfig) -> LiveRun:
@@ -96,12 +98,13 @@ class LiveRun:
 
     def step(self) -> UpdateRecord:
         """One TRPO update, with its trust-region slice kept for later."""
-        start = time.perf_counter()
-        record = self.trainer.step()
-        self._train_seconds += time.perf_counter() - start
-        self._train_steps += self.config.batch_size
-        plane = self.trainer.trust_region_slice(SLICE_ALPHAS, SLICE_BETAS)
-        self.slices[record.update] = compact_slice(plane)
+        with self._lock:
+            start = time.perf_counter()
+            record = self.trainer.step()
+            self._train_seconds += time.perf_counter() - start
+            self._train_steps += self.config.batch_size
+            plane = self.trainer.trust_region_slice(SLICE_ALPHAS, SLICE_BETAS)
+            self.slices[record.update] = compact_slice(plane)
         return record
 
     def slice_for(self, update: int) -> dict | None:
@@ -128,9 +131,11 @@ class LiveRun:
     def to_bytes(self) -> bytes:
         if self.trainer is None:
             raise RunLimitError("a replayed run is saved already: download the original file")
-        buffer = io.BytesIO(self.trainer.to_bytes())
+        with self._lock:  # a consistent snapshot: never half an update
+            buffer = io.BytesIO(self.trainer.to_bytes())
+            slices = _slices_to_npz(self.slices)
         with zipfile.ZipFile(buffer, "a", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("slices.npz", _slices_to_npz(self.slices))
+            archive.writestr("slices.npz", slices)
         return buffer.getvalue()
 
     @classmethod
