@@ -280,8 +280,3 @@ class ConjugateGradient:
             for xk in result.iterates[1:]:
                 callback(xk)
         return result
-
-
-def conjugate_gradient(matvec: Matvec, b, **kwargs) -> CGResult:
-    """One-off solve: ``ConjugateGradient(matvec).solve(b, **kwargs)`` (compiles each call)."""
-    return ConjugateGradient(matvec).solve(b, **kwargs)
