@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from trpo_viz.cg import CGResult, cg_loop
+from trpo_viz.cg import CGResult, cg_loop, dot
 from trpo_viz.hvp import gradient, hessian_vector_product
 from trpo_viz.trpo.config import TRPOConfig
 from trpo_viz.trpo.policy import (
@@ -95,7 +95,11 @@ def fisher_vector_product(policy, vector, obs, old_dist, mode="reverse"):
 
 def step_direction(fvp, g, damping, max_iter, rtol):
     """s ≈ (F + λI)⁻¹ g by conjugate gradient (the natural-gradient direction)."""
-    return cg_loop(fvp, g, damping=damping, max_iter=max_iter, rtol=rtol, record_vectors=False)
+    # The true residual g − (F+λI)s is computed by the caller from (F+λI)s, which it needs anyway.
+    return cg_loop(
+        fvp, g, damping=damping, max_iter=max_iter, rtol=rtol, record_vectors=False,
+        true_residual=False,
+    )
 
 
 def step_size(sFs: float, max_kl: float) -> float:
@@ -207,7 +211,7 @@ class TRPOTrainer:
             out["g"] = g
             out["Fs"] = fvp(s) + cfg.cg_damping * s  # damped, as CG and the step size see it
             out["Fg"] = fvp(g) + cfg.cg_damping * g  # for the trust-region picture
-            out["sFs"] = tf.tensordot(s, out["Fs"], 1)
+            out["sFs"] = dot(s, out["Fs"])
             return out
 
         def evaluate(thetas, obs, actions, advantages, old_log_prob, old_dist):
