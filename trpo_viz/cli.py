@@ -3,13 +3,19 @@
     python -m trpo_viz cg --expr EXPR --theta 3,1,5 --g 3,12,6 [--json] ...
     python -m trpo_viz train --env CartPole-v1 --steps 100000 ...
 
-Bad input exits with status 2 and one line ``error: …`` on stderr.
+Bad input exits with status 2 and one line ``error: …`` on stderr. Input is parsed
+and checked before TensorFlow is imported, so a refusal costs a fraction of that
+import: ``cg`` checks the expression, its dimension, the vectors and the options
+first; the ``train`` subcommand's module (which imports TensorFlow) is loaded only
+when the command line names ``train`` or asks for the top-level help.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 
 from trpo_viz.quiet import import_tensorflow
@@ -70,15 +76,20 @@ def _add_cg_parser(subparsers) -> None:
 
 
 def _run_cg(args) -> int:
-    # Imported here so that `--help` and argument errors answer without loading TensorFlow.
-    from trpo_viz.explorer import CGSettings, CompiledProblem
+    # Everything that can be refused is checked before TensorFlow is imported.
     from trpo_viz.inputs import parse_vector
+    from trpo_viz.objectives import check_objective
 
-    problem = CompiledProblem(args.expr, n=args.n, dtype=args.dtype, hvp_mode=args.hvp)
-    n = problem.n
+    n = check_objective(args.expr, args.n)
     theta = parse_vector(args.theta, "--theta", n)
     g = parse_vector(args.g, "--g", n)
     x0 = None if args.x0 is None else parse_vector(args.x0, "--x0", n)
+    _check_cg_options(args)
+
+    import_tensorflow()
+    from trpo_viz.explorer import CGSettings, CompiledProblem
+
+    problem = CompiledProblem(args.expr, n=args.n, dtype=args.dtype, hvp_mode=args.hvp)
     settings = CGSettings(damping=args.damping, max_iter=args.max_iter, tol=args.tol)
     result = problem.solve(theta, g, settings, x0=x0)
     if args.json:
@@ -88,8 +99,30 @@ def _run_cg(args) -> int:
     return 0
 
 
+def _check_cg_options(args) -> None:
+    """The options' domains (the solver's own caps are checked again by CGSettings)."""
+    from trpo_viz.inputs import InputError
+
+    if not (math.isfinite(args.damping) and args.damping >= 0):
+        raise InputError(f"damping λ (--damping) must be a finite number ≥ 0, got {args.damping}")
+    if not 0.0 <= args.tol <= 1.0:  # False for NaN
+        raise InputError(f"tolerance (--tol) must be between 0 and 1, got {args.tol}")
+    if args.max_iter is not None and args.max_iter < 0:
+        raise InputError(f"max iterations (--max-iter) must be 0 or more, got {args.max_iter}")
+
+
+UNDEFINED = "—"  # printed for a number that is not defined (NaN), never "nan"
+
+
+def _number(value, spec: str, width: int = 0) -> str:
+    """``value`` formatted with ``spec``, or an em dash when it is None or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{UNDEFINED:>{width}}"
+    return f"{value:>{width}{spec}}"
+
+
 def format_result(result) -> str:
-    """The readable report: iterates table, CG solution, exact solution, error."""
+    """The readable report: iterates table, CG solution, exact solution, error, residuals."""
     from trpo_viz.inputs import format_vector
 
     cg = result.cg
@@ -100,18 +133,23 @@ def format_result(result) -> str:
     header = f"{'k':>4} {'‖r_k‖':>12} {'α_k':>12} {'β_k':>12} {'p_kᵀAp_k':>12} {'rel.err':>10}  x_k"
     lines += ["", header, "-" * len(header)]
     for k in range(cg.iterations + 1):
-        cells = [f"{k:>4}", f"{cg.residual_norms[k]:>12.4e}"]
+        cells = [f"{k:>4}", _number(float(cg.residual_norms[k]), ".4e", 12)]
         for arr in (cg.alphas, cg.betas, cg.curvatures):
-            cells.append(f"{arr[k]:>12.4e}" if k < len(arr) else f"{'':>12}")
+            cells.append(_number(float(arr[k]), ".4e", 12) if k < len(arr) else f"{'':>12}")
         err = result.relative_errors
-        cells.append(f"{err[k]:>10.2e}" if err is not None else f"{'-':>10}")
+        cells.append(_number(None if err is None else float(err[k]), ".2e", 10))
         xk = format_vector(cg.iterates[k][:show], 6) + (", …" if result.n > show else "")
         lines.append(" ".join(cells) + "  " + xk)
     if cg.stop_reason == "negative_curvature":
-        lines.append(f"{cg.iterations:>4} stopped: p_kᵀ(H+λI)p_k = {cg.curvatures[-1]:.4e} ≤ 0")
+        curvature = _number(float(cg.curvatures[-1]), ".4e")
+        lines.append(f"{cg.iterations:>4} stopped: p_kᵀ(H+λI)p_k = {curvature} ≤ 0")
     lines += [
         "",
         f"stop reason: {cg.stop_reason} after {cg.iterations} iterations ({cg.matvecs} HVPs)",
+        f"final ‖r‖:        {_number(float(cg.residual_norms[-1]), '.4e')} (recursive, "
+        f"as CG updates it)",
+        f"‖g − (H+λI)x‖:    {_number(cg.true_residual_norm, '.4e')} (true residual of the "
+        f"CG solution)",
         f"CG solution:      {format_vector(cg.x, 10)}",
     ]
     if result.exact is not None:
@@ -121,31 +159,46 @@ def format_result(result) -> str:
     if result.settings.damping > 0 and result.reference is not None:
         lines.append(f"exact (H+λI)⁻¹g:  {format_vector(result.reference, 10)}")
     if result.final_error is not None:
-        lines.append(f"relative error:   {result.final_error:.3e}")
+        lines.append(f"relative error:   {_number(result.final_error, '.3e')}")
     if result.condition_number is not None:
-        lines.append(f"condition number: {result.condition_number:.4g}")
+        lines.append(f"condition number: {_number(result.condition_number, '.4g')}")
     return "\n".join(lines)
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(train: bool = True) -> ArgumentParser:
+    """The whole command line; ``train=False`` registers ``train`` by name only.
+
+    The ``train`` subcommand's arguments come from :mod:`trpo_viz.trpo.command`,
+    which imports TensorFlow; :func:`main` leaves it out unless the command line
+    names ``train`` (or asks for the top-level help), so ``cg`` input is refused fast.
+    """
     parser = ArgumentParser(prog="python -m trpo_viz", description=__doc__.split("\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     _add_cg_parser(subparsers)
-    try:
-        from trpo_viz.trpo.command import add_train_parser
-    except ImportError:  # the TRPO engine is optional for `cg`
-        add_train_parser = None
+    add_train_parser = None
+    if train:
+        try:
+            from trpo_viz.trpo.command import add_train_parser
+        except ImportError:  # the TRPO engine is optional for `cg`
+            pass
     if add_train_parser is not None:
         add_train_parser(subparsers)
+    else:
+        subparsers.add_parser("train", help="train a TRPO policy (see train --help)")
     return parser
 
 
+def _needs_train_parser(argv: list[str]) -> bool:
+    return bool(argv) and argv[0] in ("train", "-h", "--help")
+
+
 def main(argv: list[str] | None = None) -> int:
-    import_tensorflow()  # first, so no module imports it noisily
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(train=_needs_train_parser(argv)).parse_args(argv)
         if args.command == "cg":
             return _run_cg(args)
+        import_tensorflow()
         from trpo_viz.trpo.command import run_train
 
         return run_train(args)
@@ -158,15 +211,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout left early (`… --json | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141
 
 
 def _user_errors() -> tuple[type[ValueError], ...]:
+    """Errors that mean bad input; the train command's only once its module is loaded."""
     from trpo_viz.expr import ExpressionError
     from trpo_viz.inputs import InputError
 
     errors: tuple[type[ValueError], ...] = (ExpressionError, InputError)
-    try:
-        from trpo_viz.trpo.command import TrainUsageError
-    except ImportError:
+    command = sys.modules.get("trpo_viz.trpo.command")
+    if command is None:
         return errors
-    return (*errors, TrainUsageError)
+    return (*errors, command.TrainUsageError)

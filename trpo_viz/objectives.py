@@ -3,17 +3,22 @@
 A problem text that starts with ``@`` names a built-in (``@logistic_regression``);
 anything else is an expression for :func:`trpo_viz.expr.compile_expression`.
 Every objective is a callable ``f(theta) -> scalar`` over a 1-D tensor with
-attributes ``text`` and ``n``.
+attributes ``text`` and ``n``. :func:`check_objective` validates a text and returns
+its dimension without importing TensorFlow (the CLI refuses bad input with it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
-from trpo_viz.expr import MAX_DIMENSION, ExpressionError, compile_expression
+from trpo_viz.expr import MAX_DIMENSION, ExpressionError, compile_expression, parse_expression
+from trpo_viz.quiet import import_tensorflow
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +50,7 @@ class LogisticRegression:
         object.__setattr__(self, "labels", labels)
 
     def __call__(self, theta: tf.Tensor) -> tf.Tensor:
+        tf = import_tensorflow()
         x = tf.constant(self.features, theta.dtype)
         y = tf.constant(self.labels, theta.dtype)
         margins = y * tf.linalg.matvec(x, theta)
@@ -55,18 +61,37 @@ class LogisticRegression:
 BUILTINS = {"logistic_regression": LogisticRegression}
 
 
+def check_objective(text: str, n: int | None = None) -> int:
+    """The dimension of the objective ``text`` names; ExpressionError if it names none.
+
+    Pure Python: neither TensorFlow nor a built-in's data is touched.
+    """
+    builtin = _builtin(text, n)
+    if builtin is not None:
+        return builtin.n if n is None else n
+    return parse_expression(text, n).n
+
+
 def make_objective(text: str, n: int | None = None):
     """An objective from user text: ``@name`` for a built-in, else an expression.
 
     Raises :class:`~trpo_viz.expr.ExpressionError` with a readable message.
     """
-    stripped = (text or "").strip()
-    if stripped.startswith("@"):
-        name = stripped[1:].strip()
-        if name not in BUILTINS:
-            known = ", ".join("@" + k for k in BUILTINS)
-            raise ExpressionError(f"unknown built-in objective {stripped[:40]!r}; known: {known}")
-        if n is not None and not 1 <= n <= MAX_DIMENSION:
-            raise ExpressionError(f"dimension n = {n} is out of range (1 … {MAX_DIMENSION})")
-        return BUILTINS[name]() if n is None else BUILTINS[name](n=n)
+    builtin = _builtin(text, n)
+    if builtin is not None:
+        return builtin() if n is None else builtin(n=n)
     return compile_expression(text, n)
+
+
+def _builtin(text: str, n: int | None):
+    """The built-in class ``@name`` names (n checked), or None when ``text`` is an expression."""
+    stripped = (text or "").strip()
+    if not stripped.startswith("@"):
+        return None
+    name = stripped[1:].strip()
+    if name not in BUILTINS:
+        known = ", ".join("@" + k for k in BUILTINS)
+        raise ExpressionError(f"unknown built-in objective {stripped[:40]!r}; known: {known}")
+    if n is not None and not 1 <= n <= MAX_DIMENSION:
+        raise ExpressionError(f"dimension n = {n} is out of range (1 … {MAX_DIMENSION})")
+    return BUILTINS[name]
