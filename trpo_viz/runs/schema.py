@@ -13,6 +13,8 @@ Tables (version 1):
 ``records``      every :class:`~trpo_viz.trpo.record.UpdateRecord` as JSON, by (run, update).
 ``slices``       the trust-region slice of each update (compressed npz), by (run, update).
 ``checkpoints``  the trainer state after the run's latest stored update (one per run).
+``media``        the latest picture of each kind (``rollout``: an animated GIF of the
+                 policy acting, with the update it shows).
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ CREATE TABLE checkpoints (
     idx     INTEGER NOT NULL,
     data    BLOB NOT NULL
 );
+CREATE TABLE media (
+    run_id  TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    kind    TEXT NOT NULL,
+    idx     INTEGER NOT NULL,
+    data    BLOB NOT NULL,
+    PRIMARY KEY (run_id, kind)
+) WITHOUT ROWID;
 CREATE INDEX runs_by_status ON runs(status, queued_at);
 """
 

@@ -170,7 +170,7 @@ class RunStore:
         self.run(run_id)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            for table in ("records", "slices", "checkpoints"):
+            for table in ("records", "slices", "checkpoints", "media"):
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))  # noqa: S608
             self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
@@ -267,6 +267,18 @@ class RunStore:
     def checkpoint(self, run_id: str) -> tuple[int, bytes] | None:
         row = self.db.execute("SELECT idx, data FROM checkpoints WHERE run_id = ?",
                               (check_run_id(run_id),)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def put_media(self, run_id: str, kind: str, update: int, data: bytes) -> None:
+        self.db.execute(
+            "INSERT INTO media (run_id, kind, idx, data) VALUES (?, ?, ?, ?) ON CONFLICT"
+            "(run_id, kind) DO UPDATE SET idx = excluded.idx, data = excluded.data",
+            (run_id, kind, update, data),
+        )
+
+    def media(self, run_id: str, kind: str) -> tuple[int, bytes] | None:
+        row = self.db.execute("SELECT idx, data FROM media WHERE run_id = ? AND kind = ?",
+                              (check_run_id(run_id), kind)).fetchone()
         return None if row is None else (row[0], row[1])
 
     def truncate(self, run_id: str, updates: int) -> None:

@@ -36,6 +36,7 @@ class LoopSettings:
     idle_timeout: float | None = 600.0  # pause after this long without a viewer (None: never)
     paused_grace: float | None = 60.0  # exit after this long paused (None: wait for ever)
     slices: bool = True  # compute and store every update's trust-region slice
+    rollout_every: int | None = 10  # render the policy acting every this many updates
 
 
 class _Heartbeat(threading.Thread):
@@ -126,6 +127,8 @@ def train_loop(
                     run_id, record, plane, checkpoint_bytes(trainer),
                     consumed_step=info.desired != "run",
                 )
+                if settings.rollout_every and record.update % settings.rollout_every == 0:
+                    _store_rollout(store, run_id, trainer, record.update)
                 if on_update is not None:
                     on_update(record)
                 continue
@@ -145,6 +148,20 @@ def train_loop(
     error = store.run(run_id).error if status == "paused" else None
     store.set_status(run_id, status, error=error, worker_pid=None)
     return status
+
+
+def _store_rollout(store: RunStore, run_id: str, trainer, update: int) -> None:
+    """An animated GIF of the current policy for the views; a task that cannot render is noted."""
+    from trpo_viz.figures.trpo import rollout_gif
+    from trpo_viz.trpo.live import FRAME_SIZE, shrink
+
+    try:
+        frames = trainer.render_rollout(max_frames=120)
+        gif = rollout_gif([shrink(frame, FRAME_SIZE) for frame in frames[::2]])
+    except Exception as error:  # noqa: BLE001 - e.g. no EGL for MuJoCo: training goes on
+        store.put_media(run_id, "rollout-error", update, str(error)[:500].encode())
+        return
+    store.put_media(run_id, "rollout", update, gif)
 
 
 def main(argv: list[str] | None = None) -> int:
