@@ -18,8 +18,10 @@ import zipfile
 import numpy as np
 
 from trpo_viz.figures.trpo import rollout_gif
+from trpo_viz.trpo.archive import ArchiveError
 from trpo_viz.trpo.config import TRPOConfig
 from trpo_viz.trpo.record import UpdateRecord
+from trpo_viz.trpo.saved_run import read_replay
 from trpo_viz.trpo.trainer import TRPOTrainer
 
 MAX_CONCURRENT_RUNS = 4  # live trainers per server process
@@ -38,6 +40,10 @@ _SLICE_KEYS = ("alphas", "betas", "improvement", "kl", "quadratic_form", "candid
 
 class RunLimitError(ValueError):
     """The request would exceed what one session or the server may use."""
+
+
+class ReplayError(ArchiveError, RunLimitError):
+    """An uploaded file is not a valid saved run (also a RunLimitError, as before)."""
 
 
 _live_runs: weakref.WeakSet = weakref.WeakSet()
@@ -140,28 +146,17 @@ class LiveRun:
 
     @classmethod
     def replay(cls, data: bytes) -> LiveRun:
-        """A run loaded from :meth:`to_bytes`, for replay (no trainer, nothing trains)."""
-        import json
+        """A run loaded from :meth:`to_bytes`, for replay (no trainer, nothing trains).
 
+        Every part is validated first (:mod:`trpo_viz.trpo.saved_run`): a file that is not a
+        valid run raises :class:`ReplayError`, naming its first problem.
+        """
         if len(data) > MAX_UPLOAD_BYTES:
             raise RunLimitError(f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
         try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                names = set(archive.namelist())
-                if not {"config.json", "records.json"} <= names:
-                    raise RunLimitError(
-                        "not a trpo-viz run file (config.json/records.json missing)"
-                    )
-                _check_sizes(archive)
-                config = TRPOConfig.from_dict(json.loads(archive.read("config.json")))
-                records = [
-                    UpdateRecord.from_dict(r) for r in json.loads(archive.read("records.json"))
-                ]
-                slices = (
-                    _slices_from_npz(archive.read("slices.npz")) if "slices.npz" in names else {}
-                )
-        except (zipfile.BadZipFile, KeyError, TypeError, json.JSONDecodeError) as error:
-            raise RunLimitError(f"not a readable trpo-viz run file ({error})") from None
+            config, records, slices = read_replay(data)
+        except ArchiveError as error:
+            raise ReplayError(str(error)) from None
         return cls(None, records=records, slices=slices, config=config)
 
 
@@ -185,26 +180,6 @@ def _slices_to_npz(slices: dict[int, dict]) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
-
-
-def _slices_from_npz(data: bytes) -> dict[int, dict]:
-    arrays = np.load(io.BytesIO(data), allow_pickle=False)
-    slices: dict[int, dict] = {}
-    for name in arrays.files:
-        update, key = name.split("/", 1)
-        slices.setdefault(int(update), {})[key] = arrays[name]
-    for plane in slices.values():
-        plane["max_kl"] = float(plane["max_kl"])
-        accepted = plane["accepted"]
-        plane["accepted"] = None if np.isnan(accepted).any() else tuple(accepted.tolist())
-    return slices
-
-
-def _check_sizes(archive: zipfile.ZipFile) -> None:
-    """Refuse archives that would unpack to far more than they weigh (zip bombs)."""
-    total = sum(info.file_size for info in archive.infolist())
-    if total > 4 * MAX_UPLOAD_BYTES:
-        raise RunLimitError("the run file unpacks to more than 200 MiB")
 
 
 def shrink(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from trpo_viz.cg import CGResult, cg_loop, dot
 from trpo_viz.hvp import gradient, hessian_vector_product
+from trpo_viz.trpo.archive import TRAINER_FILES, ArchiveError, read_dir, read_zip, refuse
 from trpo_viz.trpo.config import TRPOConfig
 from trpo_viz.trpo.policy import (
     ValueFunction,
@@ -47,6 +48,7 @@ from trpo_viz.trpo.policy import (
 )
 from trpo_viz.trpo.record import LineSearchCandidate, UpdateRecord
 from trpo_viz.trpo.rollout import Normalizer, RolloutCollector, gae_advantages, make_env
+from trpo_viz.trpo.saved_run import check_trainer_arrays, read_trainer_files
 
 _GRID_CHUNK = 64  # parameter vectors evaluated per compiled call in trust_region_slice
 
@@ -558,9 +560,22 @@ class TRPOTrainer:
 
     @classmethod
     def _from_state_files(cls, files: dict[str, bytes]) -> TRPOTrainer:
-        config = TRPOConfig.from_dict(json.loads(files["config.json"]))
-        trainer = cls(config)
-        arrays = np.load(io.BytesIO(files["arrays.npz"]), allow_pickle=False)
+        """A trainer from its saved files, each validated first (:mod:`~trpo_viz.trpo.saved_run`).
+
+        A damaged or foreign file raises :class:`~trpo_viz.trpo.archive.ArchiveError`.
+        """
+        saved = read_trainer_files(files)
+        config = saved.config
+        try:
+            trainer = cls(config)
+        except gym.error.Error as error:
+            refuse("config.json", f"environment {config.env_id!r} cannot be made here ({error})")
+        try:
+            check_trainer_arrays(saved.arrays, trainer)  # shapes match this config's networks
+        except ArchiveError:
+            trainer.close()
+            raise
+        arrays = saved.arrays
         for prefix, variables in (
             ("policy", trainer.policy.params),
             ("value", trainer.value.params),
@@ -569,12 +584,11 @@ class TRPOTrainer:
             for i, var in enumerate(variables):
                 var.assign(arrays[f"{prefix}/{i}"])
         trainer.normalizer.load_state(
-            {k.split("/", 1)[1]: arrays[k] for k in arrays.files if k.startswith("normalizer/")}
+            {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("normalizer/")}
         )
-        state = json.loads(files["state.json"])
-        trainer.total_timesteps = int(state["total_timesteps"])
-        trainer.rng.bit_generator.state = state["rng_state"]
-        trainer.records = [UpdateRecord.from_dict(r) for r in json.loads(files["records.json"])]
+        trainer.total_timesteps = saved.total_timesteps
+        trainer.rng.bit_generator.state = saved.rng_state
+        trainer.records = saved.records
         trainer._sync_numpy_policy()
         # Environment states cannot be saved: start fresh episodes, seeded by the update count.
         seed = config.seed + 1_000_003 * (len(trainer.records) + 1)
@@ -591,9 +605,8 @@ class TRPOTrainer:
 
     @classmethod
     def load(cls, path_dir) -> TRPOTrainer:
-        path = Path(path_dir)
-        names = ("config.json", "records.json", "state.json", "arrays.npz")
-        return cls._from_state_files({name: (path / name).read_bytes() for name in names})
+        """The run saved by :meth:`save` (:class:`~trpo_viz.trpo.archive.ArchiveError` if bad)."""
+        return cls._from_state_files(read_dir(path_dir))
 
     def to_bytes(self) -> bytes:
         """The saved run as one zip archive in memory (for a download button)."""
@@ -605,8 +618,8 @@ class TRPOTrainer:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TRPOTrainer:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return cls._from_state_files({name: archive.read(name) for name in archive.namelist()})
+        """The run of :meth:`to_bytes` (:class:`~trpo_viz.trpo.archive.ArchiveError` if bad)."""
+        return cls._from_state_files(read_zip(data, required=TRAINER_FILES, optional=()))
 
     def close(self) -> None:
         self.collector.close()
