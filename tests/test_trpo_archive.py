@@ -8,6 +8,7 @@ import copy
 import io
 import json
 import random
+import struct
 import zipfile
 
 import numpy as np
@@ -416,6 +417,17 @@ def test_a_member_that_lies_about_its_size_is_refused(saved):
 def test_a_zip_with_too_many_entries_is_refused_before_it_is_parsed(saved):
     files = unpack(saved) | {f"e{i}": b"" for i in range(100)}
     assert "has more entries than a run file can have" in refusal(LiveRun.replay, pack(files))
+
+
+def test_a_zip64_directory_claiming_a_million_entries_is_refused_before_it_is_parsed():
+    entries, directory_bytes = 10**6, 46 * 10**6
+    zip64_end = struct.pack(
+        "<4sQ2H2I4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, directory_bytes, 0
+    )
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, 0, 1)
+    end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    message = refusal(LiveRun.replay, zip64_end + locator + end)
+    assert "has more entries than a run file can have" in message
 
 
 @pytest.mark.parametrize(

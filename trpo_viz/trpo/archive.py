@@ -165,23 +165,33 @@ def read_npz(raw: bytes, where: str, max_arrays: int) -> dict[str, np.ndarray]:
                 if not name.endswith(".npy") or name[:-4] in arrays:
                     refuse(where, f"unexpected entry {show(name)}")
                 with npz.open(info) as member:
-                    version = np.lib.format.read_magic(member)
-                    if version not in ((1, 0), (2, 0)):
-                        refuse(where, f"{name[:-4]}: unsupported npy version {version}")
-                    read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
-                    shape, _, dtype = read_header(member)
-                    if dtype.kind not in "biuf" or dtype.names or dtype.shape:
-                        refuse(where, f"{name[:-4]}: arrays must hold numbers, not {dtype}")
-                    if math.prod(shape) * dtype.itemsize > info.file_size:
-                        refuse(where, f"{name[:-4]}: shape {shape} does not fit its data")
-                with npz.open(info) as member:
-                    array = np.lib.format.read_array(member, allow_pickle=False)
-                arrays[name[:-4]] = array.astype(array.dtype.newbyteorder("="), copy=False)
+                    arrays[name[:-4]] = _read_npy(member, info.file_size, f"{where}: {name[:-4]}")
     except ArchiveError:
         raise
     except _ZIP_ERRORS as error:
         refuse(where, f"cannot be read as npz ({short(error)})")
     return arrays
+
+
+def _read_npy(member, stored_bytes: int, where: str) -> np.ndarray:
+    """One ``.npy`` stream: the header is checked before any data is read or allocated."""
+    version = np.lib.format.read_magic(member)
+    if version not in ((1, 0), (2, 0)):
+        refuse(where, f"unsupported npy version {version}")
+    read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+    shape, fortran_order, dtype = read_header(member)
+    if dtype.kind not in "biuf" or dtype.names or dtype.shape:
+        refuse(where, f"arrays must hold numbers, not {dtype}")
+    size = math.prod(shape) * dtype.itemsize
+    if size > stored_bytes:
+        refuse(where, f"shape {shape} does not fit its data")
+    data = member.read(size)
+    if len(data) != size:
+        refuse(where, "the data ends early")
+    array = np.frombuffer(bytearray(data), dtype).reshape(
+        shape, order="F" if fortran_order else "C"
+    )
+    return array.astype(dtype.newbyteorder("="), copy=False)
 
 
 def load_json(raw: bytes, name: str):
