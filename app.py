@@ -10,20 +10,26 @@ mode (streamlit/streamlit#9992): it runs the page file directly, without this sc
 Each page file is named after its URL path (pages/cg.py → /cg), so a shared /cg or
 /trpo link finds its page there; a page run without this script switches the legacy
 mode off (Streamlit's own ``_mpa_v1`` never does) and reruns, through this script.
+
+Cold start: TensorFlow takes 5–15 s to import, once per server process. Nothing
+above the import needs it (``trpo_viz`` imports it lazily), so the first run
+sends the navigation and a frame, the app's name and a "Loading TensorFlow…"
+spinner, before the import starts: elements reach the browser as they are
+written, not when the script ends. The frame is cleared once TensorFlow is in.
 """
 
 import gc
 
 import streamlit as st
 
-from trpo_viz.quiet import import_tensorflow
+from trpo_viz.quiet import import_tensorflow, tensorflow_imported
 
 ENTERED_THROUGH_APP = "entered_through_app"
 
 st.set_page_config(page_title="trpo-viz", page_icon=":material/insights:", layout="wide")
 
 
-@st.cache_resource(show_spinner="Loading TensorFlow…")
+@st.cache_resource(show_spinner=False)  # the frame below shows the spinner
 def load_tensorflow() -> bool:
     """Import TensorFlow once per server process and keep Streamlit from resetting it.
 
@@ -44,8 +50,6 @@ def load_tensorflow() -> bool:
     return True
 
 
-load_tensorflow()
-
 cg_explorer = st.Page("pages/cg.py", title="CG explorer", icon=":material/insights:", url_path="cg")
 trpo_live = st.Page(
     "pages/trpo.py", title="TRPO live", icon=":material/directions_run:", url_path="trpo"
@@ -57,6 +61,26 @@ def home() -> None:
     st.switch_page(cg_explorer, query_params=st.query_params.to_dict())
 
 
+def show_frame_while_loading() -> None:
+    """Import TensorFlow (once per process) under a frame, if it is not imported yet.
+
+    The frame is written before the import blocks this script, so the browser shows
+    it at once; later runs find TensorFlow imported and draw nothing here.
+    """
+    if tensorflow_imported():
+        load_tensorflow()  # cached after the first run: returns at once
+        return
+    frame = st.empty()
+    with frame.container():
+        st.title("trpo-viz")
+        st.caption("Conjugate gradient on Hessian-vector products, and TRPO live.")
+        with st.spinner("Loading TensorFlow… (once per server start)", show_time=True):
+            load_tensorflow()
+    frame.empty()
+
+
 home_page = st.Page(home, title="trpo-viz", url_path="home", default=True, visibility="hidden")
 st.session_state[ENTERED_THROUGH_APP] = True  # the pages check it: see pages/cg.py
-st.navigation([home_page, cg_explorer, trpo_live]).run()
+page = st.navigation([home_page, cg_explorer, trpo_live])  # sends the sidebar now
+show_frame_while_loading()
+page.run()

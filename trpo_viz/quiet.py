@@ -30,6 +30,13 @@ def import_tensorflow():
     return tensorflow
 
 
+def tensorflow_imported() -> bool:
+    """Whether TensorFlow's import has finished in this process (not merely started)."""
+    module = sys.modules.get("tensorflow")
+    spec = getattr(module, "__spec__", None)
+    return module is not None and not getattr(spec, "_initializing", False)  # importlib's flag
+
+
 def install() -> None:
     """Route the process's first ``import tensorflow`` through the silenced loader (idempotent)."""
     if "tensorflow" in sys.modules:
