@@ -187,6 +187,14 @@ def test_nan_where_it_is_legitimate_is_accepted(saved):
     render(replay)
 
 
+def test_one_record_can_be_checked_on_its_own(run):
+    """For stores that keep records one by one (the same rules as records.json)."""
+    data = json.loads(json.dumps(run.records[1].to_dict()))
+    assert saved_run.parse_record(data, 1).to_dict() == run.records[1].to_dict()
+    with pytest.raises(ArchiveError, match="update 3: field 'update' must be 2"):
+        saved_run.parse_record(data, 2)
+
+
 # --- each documented rule refuses with its message -----------------------------------------
 
 

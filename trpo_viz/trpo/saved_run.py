@@ -165,10 +165,7 @@ def parse_records(raw: bytes) -> list[UpdateRecord]:
         refuse("records.json", f"must be a JSON list, got {show(data)}")
     if len(data) > MAX_RECORDS:
         refuse("records.json", f"has more than {MAX_RECORDS:,} updates")
-    rules = {
-        f.name: RECORD_FIELDS.get(f.name, by_annotation(f.type))
-        for f in dataclasses.fields(UpdateRecord)
-    }
+    rules = _record_rules()
     records, timesteps = [], 0
     for index, item in enumerate(data):
         record = _record(item, index, rules, f"records.json, update {index + 1}")
@@ -180,6 +177,19 @@ def parse_records(raw: bytes) -> list[UpdateRecord]:
         timesteps = record.total_timesteps
         records.append(record)
     return records
+
+
+def parse_record(item, update: int, where: str | None = None) -> UpdateRecord:
+    """One record (a parsed JSON object) checked as in records.json; it must be ``update``."""
+    return _record(item, update, _record_rules(), where or f"update {update + 1}")
+
+
+def _record_rules() -> dict:
+    """A check per UpdateRecord field: the explicit rule, or one from its annotation."""
+    return {
+        f.name: RECORD_FIELDS.get(f.name, by_annotation(f.type))
+        for f in dataclasses.fields(UpdateRecord)
+    }
 
 
 def _record(item, index: int, rules: dict, where: str) -> UpdateRecord:
@@ -287,12 +297,13 @@ def parse_slices(raw: bytes, records: list[UpdateRecord]) -> dict[int, dict]:
             refuse("slices.npz", f"entry {show(name)} is not '<recorded update>/<key>'")
         grouped.setdefault(int(update), {})[key] = array
     return {
-        update: _slice(planes, records[update], f"slices.npz, update {update + 1}")
+        update: parse_slice(planes, records[update], f"slices.npz, update {update + 1}")
         for update, planes in sorted(grouped.items())
     }
 
 
-def _slice(arrays: dict[str, np.ndarray], record: UpdateRecord, where: str) -> dict:
+def parse_slice(arrays: dict[str, np.ndarray], record: UpdateRecord, where: str) -> dict:
+    """One update's slice arrays (by key) checked against its record, as the figure wants it."""
     missing = [key for key in SLICE_KEYS if key not in arrays]
     if missing:
         refuse(where, f"array {missing[0]!r} is missing")
