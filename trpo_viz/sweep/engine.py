@@ -1,0 +1,436 @@
+"""Running a sweep on Ray: the connection, the trial task, and the driver loop.
+
+**Connection** (:func:`connect`). Without an address, Ray starts a local instance on
+this machine (``ray.init(address="local")``) with ``workers`` CPUs (default: the CPU
+count); each trial asks for one CPU and TensorFlow uses one thread per trial. With
+``HOST:PORT`` it joins that cluster (started with ``ray start --head``) and ships this
+checkout's ``trpo_viz`` package to the workers (``runtime_env.py_modules``); the workers
+need the same Python, Ray and requirements (see docs/CLUSTER.md). One connection per
+process, owned by a long-lived thread: Ray ties the processes it starts to the thread
+that started them, so a short-lived thread would take the local instance down with it.
+
+**Trial** (:func:`trial_task`). A Ray streaming-generator task: it builds a
+:class:`TRPOTrainer` from the trial's config, yields one item per update (the
+:class:`UpdateRecord` as a dict; the last one with the trainer's checkpoint) and a
+final item with its wall time and peak memory. ``max_retries=0``: a trial whose worker
+dies is reported failed, not silently run twice.
+
+**Driver** (:func:`drive`). Runs in the process that owns the run store, never on a
+worker: it submits at most ``max_parallel`` trials at a time, waits on all of them with
+``ray.wait``, writes every record into the store as it arrives, keeps the running
+trials' heartbeats fresh, and turns each trial's end into ``finished``, ``failed``
+(with its error) or ``cancelled``. One trial's failure never stops the others. When
+``cancel`` is set (Ctrl-C, the page's Stop, or ``stop`` on a trial) the running trials
+are cancelled (``ray.cancel``: KeyboardInterrupt in the task, whose ``finally`` closes
+the trainer) and the ones not started are marked cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trpo_viz.sweep import storage
+
+POLL_S = 0.25  # the driver's ray.wait timeout: how soon it notices a cancel
+HEARTBEAT_S = 2.0
+CANCEL_DRAIN_S = 10.0  # how long cancelled trials get to acknowledge
+CONNECT_TIMEOUT_S = 120.0
+ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "TF_NUM_INTRAOP_THREADS": "1",  # one TensorFlow thread per trial
+    "TF_NUM_INTEROP_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "SDL_VIDEODRIVER": "dummy",
+}
+QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_USAGE_STATS": "1"}
+
+
+class EngineError(RuntimeError):
+    """Ray could not be reached or started; the message says which address and why."""
+
+
+def check_address(address: str | None) -> str | None:
+    """``HOST:PORT`` (or None / "" / "local": the embedded local instance)."""
+    if address is None or address.strip() in ("", "local"):
+        return None
+    address = address.strip()
+    match = ADDRESS.match(address)
+    if match is None or not 1 <= int(match["port"]) <= 65535:
+        raise ValueError(f"a Ray address looks like HOST:PORT (e.g. 10.0.0.5:6379), "
+                         f"got {address[:80]!r}")
+    return address
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    address: str  # "local" or HOST:PORT
+    nodes: int
+    cpus: float
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "address": self.address, "nodes": self.nodes,
+                "cpus": self.cpus}
+
+
+class _Connection:
+    """The process's Ray connection and the thread that owns it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.info: EngineInfo | None = None
+        self.key: tuple | None = None
+        self.thread: threading.Thread | None = None
+        self.release = threading.Event()
+
+    def connect(self, address: str | None, workers: int | None) -> EngineInfo:
+        address = check_address(address)
+        key = (address, None if address else workers)
+        with self.lock:
+            if self.info is not None and self.key == key and self._alive():
+                return self._refresh()
+            self._shutdown()
+            ready = threading.Event()
+            outcome: dict = {}
+            self.release = threading.Event()
+            self.thread = threading.Thread(
+                target=_own_ray, args=(address, workers, ready, self.release, outcome),
+                daemon=True, name="ray-owner")
+            self.thread.start()
+            if not ready.wait(CONNECT_TIMEOUT_S):
+                self.release.set()
+                raise EngineError(f"Ray at {address or 'local'} did not start or answer within "
+                                  f"{CONNECT_TIMEOUT_S:.0f} s")
+            if "error" in outcome:
+                self.thread.join(timeout=30)
+                self.thread = None
+                raise EngineError(outcome["error"])
+            self.key = key
+            self.info = EngineInfo("ray", address or "local", 0, 0.0)
+            return self._refresh()
+
+    def _alive(self) -> bool:
+        import ray
+
+        return self.thread is not None and self.thread.is_alive() and ray.is_initialized()
+
+    def _refresh(self) -> EngineInfo:
+        import ray
+
+        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+        cpus = float(ray.cluster_resources().get("CPU", 0.0))
+        self.info = EngineInfo("ray", self.info.address, nodes, cpus)
+        return self.info
+
+    def _shutdown(self) -> None:
+        if self.thread is not None:
+            self.release.set()
+            self.thread.join(timeout=60)
+        self.thread, self.info, self.key = None, None, None
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self._shutdown()
+
+
+def _own_ray(address, workers, ready, release, outcome) -> None:
+    """The owner thread: ray.init, then hold the instance until released."""
+    import ray
+
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    env = dict(WORKER_ENV)
+    if address is None:  # same machine: the workers import this checkout directly
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get(
+            "PYTHONPATH")]))
+        runtime_env = {"env_vars": env}
+        kwargs = {"address": "local", "num_cpus": workers or os.cpu_count() or 1}
+    else:  # another machine's workers get this package from the driver
+        runtime_env = {"env_vars": env, "py_modules": [str(ROOT / "trpo_viz")]}
+        kwargs = {"address": address}
+    try:
+        if ray.is_initialized():
+            ray.shutdown()
+        ray.init(**kwargs, runtime_env=runtime_env, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.ERROR, configure_logging=True,
+                 namespace="trpo-viz")
+    except Exception as error:  # noqa: BLE001 - reported to the caller as one message
+        where = address or "a local instance"
+        outcome["error"] = f"could not start or reach Ray ({where}): " + " ".join(
+            str(error).split())[:400]
+        ready.set()
+        return
+    ready.set()
+    release.wait()
+    ray.shutdown()
+
+
+_connection = _Connection()
+
+
+def connect(address: str | None = None, workers: int | None = None) -> EngineInfo:
+    """Connect this process to Ray (reusing the connection when it has the same target)."""
+    return _connection.connect(address, workers)
+
+
+def shutdown() -> None:
+    """Disconnect (and stop the local instance, if this process started one)."""
+    _connection.shutdown()
+
+
+def engine_info() -> EngineInfo | None:
+    return _connection.info
+
+
+# ----------------------------------------------------------------------------- the trial
+
+
+def trial_task(config_dict: dict, checkpoint: bool = True):
+    """Train one trial, yielding its progress (runs in a Ray worker; see the module doc)."""
+    import resource
+    import socket
+
+    start = time.perf_counter()
+    yield {"kind": "started", "pid": os.getpid(), "host": socket.gethostname()}
+    from trpo_viz.quiet import import_tensorflow
+
+    import_tensorflow()
+    from trpo_viz.runs.checkpoint import checkpoint_bytes
+    from trpo_viz.trpo.config import TRPOConfig
+    from trpo_viz.trpo.trainer import TRPOTrainer, set_num_threads
+
+    try:
+        set_num_threads(1)
+    except RuntimeError:  # a reused worker whose TensorFlow runtime is already set up
+        pass
+    trainer = TRPOTrainer(TRPOConfig.from_dict(config_dict))
+    try:
+        while not trainer.done:
+            record = trainer.step()
+            item = {"kind": "update", "record": record.to_dict()}
+            if checkpoint and trainer.done:
+                item["checkpoint"] = checkpoint_bytes(trainer)
+            yield item
+    finally:
+        trainer.close()
+    yield {"kind": "done", "wall_s": time.perf_counter() - start,
+           "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+_remote = None
+
+
+def remote_trial():
+    """``trial_task`` as a Ray remote function (one CPU, no retries)."""
+    global _remote
+    if _remote is None:
+        import ray
+
+        _remote = ray.remote(num_cpus=1, max_retries=0)(trial_task)
+    return _remote
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+@dataclass
+class TrialOutcome:
+    """What became of one trial in this run of the sweep."""
+
+    index: int
+    setting: dict
+    seed: int
+    run_id: str
+    status: str  # finished, failed, cancelled
+    error: str | None = None
+    wall_s: float | None = None
+    max_rss_mib: float | None = None
+    skipped: bool = False  # finished in an earlier run of the sweep
+    host: str | None = None
+
+
+@dataclass
+class _Running:
+    planned: storage.PlannedTrial
+    started: bool = False
+    updates: int = 0
+    wall_s: float | None = None
+    max_rss_mib: float | None = None
+    host: str | None = None
+    pid: int | None = None
+
+
+@dataclass
+class SweepEvent:
+    """What the driver reports as it goes (for progress bars and tests)."""
+
+    kind: str  # "started", "update", "end"
+    index: int
+    run_id: str
+    update: int | None = None
+    total_timesteps: int | None = None
+    status: str | None = None
+    pid: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def drive(store, planned: list[storage.PlannedTrial], max_parallel: int,
+          cancel: threading.Event | None = None,
+          on_event: Callable[[SweepEvent], None] | None = None) -> list[TrialOutcome]:
+    """Run the planned trials on the connected Ray; the store is written here only.
+
+    Returns one outcome per planned trial, in plan order. A KeyboardInterrupt (Ctrl-C)
+    while trials run is taken as ``cancel``: it is set, the remaining trials are
+    cancelled and marked, and the outcomes are returned (the caller sees ``cancel``).
+    """
+    import ray
+
+    if max_parallel < 1:
+        raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
+    cancel = cancel or threading.Event()
+    on_event = on_event or (lambda event: None)
+    outcomes: dict[int, TrialOutcome] = {}
+    for p in planned:
+        if p.completed:
+            outcomes[p.trial.index] = _outcome(p, "finished", skipped=True,
+                                               wall_s=store.run(p.run_id).wall_s)
+    queue = deque(p for p in planned if not p.completed)
+    running: dict = {}  # ObjectRefGenerator -> _Running
+    remote = remote_trial()
+    last_beat = 0.0
+    try:
+        while queue or running:
+            if cancel.is_set():
+                break
+            while queue and len(running) < max_parallel:
+                p = queue.popleft()
+                store.set_status(p.run_id, "starting", error=None)
+                store.heartbeat(p.run_id, os.getpid())
+                running[remote.remote(p.trial.config.to_dict())] = _Running(p)
+            ready, _ = ray.wait(list(running), num_returns=len(running), timeout=POLL_S)
+            for gen in ready:
+                state = running[gen]
+                end = _advance(store, gen, state, on_event)
+                if end is not None:
+                    del running[gen]
+                    outcomes[state.planned.trial.index] = end
+            if time.monotonic() - last_beat > HEARTBEAT_S:
+                last_beat = time.monotonic()
+                for gen, state in list(running.items()):
+                    store.heartbeat(state.planned.run_id, os.getpid())
+                    if store.run(state.planned.run_id).desired == "stop":
+                        ray.cancel(gen)  # the trial's own Stop (e.g. from /trpo)
+    except KeyboardInterrupt:
+        cancel.set()
+    finally:
+        if running or queue:
+            _cancel_all(store, running, queue, outcomes, on_event)
+    return [outcomes[p.trial.index] for p in planned]
+
+
+def _outcome(p: storage.PlannedTrial, status: str, **extra) -> TrialOutcome:
+    return TrialOutcome(p.trial.index, dict(p.trial.setting), p.trial.seed, p.run_id, status,
+                        **extra)
+
+
+def _advance(store, gen, state: _Running, on_event) -> TrialOutcome | None:
+    """Take one item from a ready trial; its outcome when the trial has ended."""
+    import ray
+    from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+
+    from trpo_viz.trpo.record import UpdateRecord
+
+    p = state.planned
+    try:
+        ref = next(gen)
+    except StopIteration:
+        return _end(store, state, "finished", on_event)
+    try:
+        item = ray.get(ref)
+    except (TaskCancelledError, KeyboardInterrupt):
+        return _end(store, state, "cancelled", on_event)
+    except RayTaskError as error:
+        cause = error.cause if isinstance(error.cause, BaseException) else None
+        if isinstance(cause, (TaskCancelledError, KeyboardInterrupt)):
+            return _end(store, state, "cancelled", on_event)
+        message = (f"{type(cause).__name__}: {cause}" if cause is not None
+                   else str(error).strip().splitlines()[-1])
+        return _end(store, state, "failed", on_event, error=message)
+    except RayError as error:  # the worker died (killed, out of memory), the node was lost
+        message = f"{type(error).__name__}: " + " ".join(str(error).split())[:300]
+        return _end(store, state, "failed", on_event, error=message)
+    kind = item.get("kind")
+    if kind == "started":
+        state.started, state.host, state.pid = True, item.get("host"), item.get("pid")
+        store.set_status(p.run_id, "running", error=None)
+        on_event(SweepEvent("started", p.trial.index, p.run_id, pid=state.pid,
+                            extra={"host": state.host}))
+    elif kind == "update":
+        record = UpdateRecord.from_dict(item["record"])
+        store.append_update(p.run_id, record, None, item.get("checkpoint"))
+        state.updates += 1
+        on_event(SweepEvent("update", p.trial.index, p.run_id, update=record.update,
+                            total_timesteps=record.total_timesteps,
+                            extra={"mean_return": record.mean_return}))
+    elif kind == "done":
+        state.wall_s, state.max_rss_mib = item.get("wall_s"), item.get("max_rss_mib")
+    return None
+
+
+def _end(store, state: _Running, status: str, on_event, error: str | None = None):
+    p = state.planned
+    if status == "finished":
+        extra = {} if state.wall_s is None else {"wall_s": state.wall_s}
+        store.set_status(p.run_id, "finished", worker_pid=None, **extra)
+    elif status == "failed":
+        store.set_status(p.run_id, "failed", error=error, worker_pid=None)
+    else:
+        storage.mark_cancelled(store, p.run_id, started=True)
+    on_event(SweepEvent("end", p.trial.index, p.run_id, status=status, extra={"error": error}))
+    return _outcome(p, status, error=error, wall_s=state.wall_s,
+                    max_rss_mib=state.max_rss_mib, host=state.host)
+
+
+def _cancel_all(store, running: dict, queue: deque, outcomes: dict, on_event) -> None:
+    """Cancel the running trials, wait briefly for them to stop, mark everything left."""
+    import ray
+
+    for gen in running:
+        ray.cancel(gen)
+    deadline = time.monotonic() + CANCEL_DRAIN_S
+    while running and time.monotonic() < deadline:
+        ready, _ = ray.wait(list(running), num_returns=len(running), timeout=POLL_S)
+        for gen in ready:
+            state = running[gen]
+            end = _advance(store, gen, state, lambda event: None)
+            if end is not None:
+                del running[gen]
+                status = "finished" if end.status == "finished" else "cancelled"
+                if end.status != status:
+                    storage.mark_cancelled(store, state.planned.run_id, started=True)
+                outcomes[state.planned.trial.index] = _outcome(
+                    state.planned, status, wall_s=end.wall_s, host=end.host,
+                    error=None if status == "finished" else storage.CANCELLED)
+                on_event(SweepEvent("end", end.index, end.run_id, status=status))
+    for state in running.values():  # did not acknowledge in time: cancelled all the same
+        storage.mark_cancelled(store, state.planned.run_id, started=True)
+        outcomes[state.planned.trial.index] = _outcome(state.planned, "cancelled",
+                                                       error=storage.CANCELLED)
+        on_event(SweepEvent("end", state.planned.trial.index, state.planned.run_id,
+                            status="cancelled"))
+    running.clear()
+    while queue:
+        p = queue.popleft()
+        storage.mark_cancelled(store, p.run_id, started=False)
+        outcomes[p.trial.index] = _outcome(p, "cancelled", error=storage.CANCELLED)
+        on_event(SweepEvent("end", p.trial.index, p.run_id, status="cancelled"))
