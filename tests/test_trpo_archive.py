@@ -559,3 +559,24 @@ def test_fuzzed_archives_either_load_and_render_or_are_refused(saved, monkeypatc
             outcomes["loaded"] += 1
     assert docs and slices  # the originals were parsed
     assert outcomes["loaded"] > 10 and outcomes["refused"] > 80, outcomes
+
+
+def test_corrupted_bytes_are_refused_or_load(saved, monkeypatch):
+    """Random byte flips and truncations of the zip itself: refused cleanly, or harmless."""
+    monkeypatch.setattr(
+        figures, "_layout", lambda fig, title, height=360: fig.update_layout(title=title)
+    )
+    rng = random.Random(7)
+    for trial in range(60):
+        data = bytearray(saved)
+        if rng.random() < 0.2:
+            del data[rng.randrange(len(data)) :]
+        else:
+            for _ in range(rng.randint(1, 8)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            render(LiveRun.replay(bytes(data)))
+        except ArchiveError as error:
+            assert str(error).startswith(PREFIX)
+        except Exception as error:  # noqa: BLE001 - the failure names the trial
+            pytest.fail(f"trial {trial}: {type(error).__name__}: {error}")
