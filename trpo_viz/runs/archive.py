@@ -32,7 +32,9 @@ def export_run(store: RunStore, run_id: str) -> bytes:
                 files[name] = checkpoint.read(name)
     arrays = {}
     for update, data in store.slices(run_id).items():
-        for key, value in slice_from_npz(data).items():
+        if update >= len(records):
+            continue
+        for key, value in slice_from_npz(data, records[update]).items():
             if key == "accepted":
                 value = np.asarray(value if value is not None else [np.nan, np.nan], np.float64)
             arrays[f"{update}/{key}"] = np.asarray(value)
