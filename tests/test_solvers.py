@@ -342,3 +342,33 @@ def test_lineup_rejects_bad_input(op):
         suite.lineup(np.ones(N), 10, methods=("gmres",))
     with pytest.raises(InputError, match="budget"):
         suite.lineup(np.ones(N), 0)
+
+
+def test_solve_by_method_and_its_json_summary(op):
+    from trpo_viz.lineup import result_summary
+
+    rng = np.random.default_rng(40)
+    a = _badly_scaled_spd(rng, spread=10.0)
+    b = rng.normal(size=N)
+    suite = op.set(a)
+    summaries = {}
+    for method in METHODS:
+        result = suite.solve(method, b, max_iter=6, rtol=0.0, exact_max_n=N)
+        summary = json.loads(json.dumps(result_summary(method, result)))
+        assert summary["method"] == method and summary["iterations"] == 6
+        assert len(summary["iterates"]) == 7 and len(summary["residual_norms"]) == 7
+        summaries[method] = summary
+    assert summaries["pcg"]["hvps"] == 6 + N and summaries["cg"]["hvps"] == 6
+    assert summaries["sd"]["ritz_values"] is None
+    # CG and MINRES run the same Lanczos process from r_0 = b: the same T_k, the same Ritz
+    # values (MINRES from its α, β directly, CG through 1/α_k + β_{k−1}/α_{k−1}, √β_k/α_k).
+    for cg_k, minres_k in zip(summaries["cg"]["ritz_values"], summaries["minres"]["ritz_values"],
+                              strict=True):
+        np.testing.assert_allclose(cg_k, minres_k, rtol=1e-9)
+    # PCG's Ritz values are those of the Jacobi-scaled matrix D^{-1/2} A D^{-1/2}.
+    d = 1 / np.sqrt(np.diag(a))
+    scaled = np.linalg.eigvalsh(d[:, None] * a * d[None, :])
+    last = np.array(summaries["pcg"]["ritz_values"][-1])
+    assert scaled[0] * (1 - 1e-9) <= last[0] and last[-1] <= scaled[-1] * (1 + 1e-9)
+    with pytest.raises(Exception, match="unknown method"):
+        suite.solve("bicg", b)

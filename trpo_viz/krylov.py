@@ -112,6 +112,35 @@ def ritz_residual_bounds(alphas: np.ndarray, betas: np.ndarray) -> list[np.ndarr
     return bounds
 
 
+def lanczos_ritz_values(alphas: np.ndarray, betas: np.ndarray) -> list[np.ndarray]:
+    """Sorted eigenvalues of T_1 … T_k for plain Lanczos coefficients: diagonal α_1 … α_k,
+    off-diagonal β_2 … β_k (``betas[:k−1]``), as MINRES and :mod:`trpo_viz.spectrum` give."""
+    alphas = np.asarray(alphas, np.float64)
+    betas = np.asarray(betas, np.float64)
+    return [
+        np.sort(_eigh_tridiagonal(alphas[:j], betas[: j - 1], vectors=False))
+        for j in range(1, len(alphas) + 1)
+    ]
+
+
+def method_ritz_values(result) -> list[np.ndarray] | None:
+    """Per-iteration Ritz values of any line-up solver's result, with no further products.
+
+    CG: of A + λI (:func:`ritz_values`). PCG: of M^{-1/2}(A + λI)M^{-1/2}, the operator
+    PCG is CG on. MINRES: of A + λI, from its own Lanczos coefficients. Steepest
+    descent builds no tridiagonal matrix: None. One array per accepted iteration.
+    """
+    from trpo_viz.minres import MinresResult
+    from trpo_viz.steepest import SDResult
+
+    if isinstance(result, SDResult):
+        return None
+    k = result.iterations
+    if isinstance(result, MinresResult):
+        return lanczos_ritz_values(result.alphas[:k], result.betas[:k])
+    return ritz_values(result.alphas[:k], result.betas[:k])
+
+
 def residual_polynomials(alphas: np.ndarray, betas: np.ndarray, points) -> np.ndarray:
     """p_0 … p_k evaluated at ``points`` by CG's recurrences: a [k+1, len(points)] array."""
     lam = np.asarray(points, np.float64)

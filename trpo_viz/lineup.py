@@ -127,9 +127,11 @@ class Lineup:
 class SolverSuite:
     """One compiled solver of each kind over a fixed ``matvec`` (build once per operator)."""
 
-    def __init__(self, matvec: Matvec):
+    def __init__(self, matvec: Matvec, cg: ConjugateGradient | None = None):
+        """``cg``: an existing :class:`ConjugateGradient` over the same ``matvec`` to reuse
+        (the explorer's :class:`~trpo_viz.explorer.CompiledProblem` has one)."""
         self.matvec = matvec
-        self.cg = ConjugateGradient(matvec)
+        self.cg = cg if cg is not None else ConjugateGradient(matvec)
         self.pcg = PreconditionedCG(matvec)
         self.minres = Minres(matvec)
         self.sd = SteepestDescent(matvec)
@@ -145,6 +147,36 @@ class SolverSuite:
     ) -> JacobiPreconditioner:
         """diag(H): exact (n products) for n ≤ ``exact_max_n``, else ``probes`` products."""
         return self.diagonal.build(n, dtype, exact_max_n, probes, seed)
+
+    def solve(
+        self,
+        method: str,
+        b,
+        x0=None,
+        damping: float = 0.0,
+        max_iter: int | None = None,
+        rtol: float = 1e-10,
+        atol: float = 0.0,
+        preconditioner: JacobiPreconditioner | None = None,
+        exact_max_n: int = EXACT_MAX_N,
+        probes: int = DEFAULT_PROBES,
+        dtype: tf.DType | None = None,
+    ):
+        """One solve by ``method`` (``cg``, ``pcg``, ``minres`` or ``sd``), same arguments
+        as :meth:`trpo_viz.cg.ConjugateGradient.solve`; PCG builds its Jacobi diagonal
+        (exact for n ≤ ``exact_max_n``, else ``probes`` products) unless given one.
+        :func:`result_summary` turns the result into the CLI's JSON keys."""
+        if method not in METHODS:
+            raise InputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        common = {"x0": x0, "damping": damping, "max_iter": max_iter, "rtol": rtol,
+                  "atol": atol, "dtype": dtype}
+        if method == "pcg":
+            if preconditioner is None:
+                n = int(np.shape(b)[0])
+                b_dtype = dtype or (b.dtype if isinstance(b, tf.Tensor) else tf.float64)
+                preconditioner = self.jacobi(n, b_dtype, exact_max_n, probes)
+            return self.pcg.solve(b, preconditioner, **common)
+        return getattr(self, method).solve(b, **common)
 
     def lineup(
         self,
@@ -216,6 +248,39 @@ class SolverSuite:
         if hessian is not None:
             _add_references(out, np.asarray(hessian, np.float64), b.numpy().astype(np.float64))
         return out
+
+
+def hvps_used(result) -> int:
+    """Products a solve used, set-up included (CG calls them ``matvecs``)."""
+    return int(result.hvps if hasattr(result, "hvps") else result.matvecs)
+
+
+def result_summary(method: str, result) -> dict:
+    """The JSON keys every method shares, plus its own (a JSON-ready dict).
+
+    Shared: ``method``, ``solution``, ``iterates``, ``residual_norms``, ``iterations``,
+    ``stop_reason``, ``hvps`` (set-up included), ``ritz_values`` (one sorted list per
+    iteration k ≥ 1; None for steepest descent), ``true_residual_norm``. Own:
+    ``alphas``/``betas`` (cg, pcg, minres), ``curvatures`` (cg, pcg, sd),
+    ``preconditioner`` and ``setup_hvps`` (pcg), ``ar_norms`` (minres).
+    """
+    from trpo_viz.krylov import method_ritz_values
+
+    out = {
+        "method": method,
+        "solution": result.x,
+        "iterates": result.iterates,
+        "residual_norms": result.residual_norms,
+        "iterations": result.iterations,
+        "stop_reason": result.stop_reason,
+        "hvps": hvps_used(result),
+        "ritz_values": method_ritz_values(result),
+        "true_residual_norm": result.true_residual_norm,
+    }
+    for name in ("alphas", "betas", "curvatures", "preconditioner", "setup_hvps", "ar_norms"):
+        if hasattr(result, name):
+            out[name] = getattr(result, name)
+    return to_jsonable(out)
 
 
 def _trace(method: str, result, total_hvps: int, setup: int, start: int) -> MethodTrace:
