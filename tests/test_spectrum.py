@@ -203,3 +203,18 @@ def test_negative_curvature_advice_offers_minres_and_a_working_damping():
         json.dumps(from_cg.to_dict())
     converged = ConjugateGradient(lambda v: 2.0 * v).solve([1.0, 2.0])
     assert negative_curvature_advice(converged) is None
+
+
+def test_hessian_spectrum_in_float32_compares_with_the_exact_one():
+    from trpo_viz.spectrum import hessian_spectrum
+
+    op = ObjectiveHessian("x1**4 + x1*x2 + 3*x2**2 - x3**2 + exp(x3)", dtype="float32")
+    estimate = hessian_spectrum(op, [1.0, 0.5, 0.0], k=30)
+    assert estimate.k == 3 and estimate.hvps == 3  # k capped at n
+    exact = np.linalg.eigvalsh([[12.0, 1.0, 0.0], [1.0, 6.0, 0.0], [0.0, 0.0, -1.0]])
+    np.testing.assert_allclose(estimate.exact_largest, exact[::-1], rtol=1e-5)
+    np.testing.assert_allclose(estimate.largest, exact[::-1], rtol=1e-5)
+    assert estimate.condition_estimate == float("inf")
+    assert estimate.suggested_damping == pytest.approx(1.0 + 1e-3 * exact[-1], rel=1e-4)
+    with pytest.raises(InputError, match="θ must have"):
+        hessian_spectrum(op, [1.0, 2.0])

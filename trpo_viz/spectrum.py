@@ -453,3 +453,24 @@ def slq_density(
         hvps=sum(r.hvps for r in runs),
         exact_density=exact,
     )
+
+
+def hessian_spectrum(
+    op,
+    theta,
+    k: int = DEFAULT_STEPS,
+    seed: int = 0,
+    compare_exact: bool = True,
+    count: int = EXTREMES,
+) -> SpectrumEstimate:
+    """Extreme eigenvalues of H(θ) for an :class:`~trpo_viz.hessian_operator.ObjectiveHessian`.
+
+    k Lanczos products at θ (in the operator's dtype); with ``compare_exact`` and
+    n ≤ ``EXACT_COMPARE_N`` also the exact extremes from the explicit H (n more products
+    and an O(n³) eigensolve). What ``python -m trpo_viz spectrum`` needs.
+    """
+    with op.at(theta):
+        hessian = op.explicit() if compare_exact and op.n <= EXACT_COMPARE_N else None
+        return estimate_spectrum(
+            op.lanczos, op.n, k, seed=seed, dtype=op.dtype, count=count, hessian=hessian
+        )
