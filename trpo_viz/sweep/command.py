@@ -11,6 +11,7 @@ stderr, before anything starts) for a bad grid, task, seed count, setting or add
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -138,8 +139,11 @@ def _execute(args, spec, db_path: Path) -> int:
 
     cancel = threading.Event()
     try:
-        run = runner.execute(spec, db_path, args.sweep_id, args.address, args.workers,
-                             cancel, on_event, on_ready)
+        # Ray prints its own notices (a worker died, …) to stdout: keep stdout for the
+        # report (the --json object) alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            run = runner.execute(spec, db_path, args.sweep_id, args.address, args.workers,
+                                 cancel, on_event, on_ready)
     finally:
         for bar in bars:
             bar.close()
