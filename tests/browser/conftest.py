@@ -4,10 +4,20 @@ Reusable by every page's browser test: ``streamlit_server`` is the base URL
 (``http://127.0.0.1:PORT``), ``browser`` a Playwright ``Browser``; ``page`` is a
 fresh tab per test with a large viewport. Without Chromium or Playwright the tests
 are skipped with a loud reason, except under ``CI=true``, where that is a failure.
+
+Tests wait for states (an element, a text, an enabled button), never for a fixed
+time. Every limit on such a wait, and on the server's start-up, is a base value
+tuned on a quiet machine times ``TRPO_VIZ_TIMEOUT_FACTOR`` (default 3): raise it on
+a slow or loaded machine. A limit only decides when a test gives up; a test that
+passes never waits for it.
+
+Screenshots go to ``artifacts/screenshots/`` (ignored by git). The README's pictures,
+``docs/screenshot-*.png``, are rewritten only when ``TRPO_VIZ_REFRESH_DOCS=1``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,15 +30,20 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "artifacts"
-SCREENSHOTS = ARTIFACTS / "screenshots"
+from tests.browser.support import (
+    ARTIFACTS,
+    ROOT,
+    SCREENSHOTS,
+    STARTUP_S,
+    TIMEOUT_FACTOR,
+    new_tab,
+)
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
     "--no-first-run", "--disable-component-update", "--disable-sync",
 ]
-STARTUP_S = 90
 
 
 def unavailable(reason: str):
@@ -60,13 +75,17 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"streamlit did not answer /_stcore/health in {STARTUP_S} s")
 
 
-@pytest.fixture(scope="session")
-def streamlit_server():
-    """Base URL of `streamlit run app.py` on a free port; its console goes to artifacts/."""
+@contextlib.contextmanager
+def running_server(log_name: str):
+    """`streamlit run app.py` on a free port: yields its base URL; its console goes to artifacts/.
+
+    On exit the server is stopped and its console must be clean: no warning, no
+    traceback, nothing but Streamlit's banner.
+    """
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = ARTIFACTS / "streamlit-browser-tests.log"
+    log = ARTIFACTS / log_name
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -81,13 +100,26 @@ def streamlit_server():
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             try:
-                process.wait(10)
+                process.wait(10 * TIMEOUT_FACTOR)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-    # The server console must stay clean: no warning, no traceback, nothing but its banner.
     noise = [line for line in log.read_text().splitlines() if not _banner(line)]
     assert not noise, "streamlit console printed:\n" + "\n".join(noise[:20])
+
+
+@pytest.fixture(scope="session")
+def streamlit_server():
+    """Base URL of the session's `streamlit run app.py` (started on first use)."""
+    with running_server("streamlit-browser-tests.log") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_streamlit_server():
+    """Base URL of a server of this test's own: its first session is this test's."""
+    with running_server("streamlit-fresh-server.log") as url:
+        yield url
 
 
 def _banner(line: str) -> bool:
@@ -116,14 +148,13 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    tab = context.new_page()
-    tab.set_default_timeout(60_000)
+    context, tab = new_tab(browser)
     yield tab
     context.close()
 
 
 @pytest.fixture(scope="session")
 def screenshots() -> Path:
+    """The folder for test screenshots (artifacts/screenshots, ignored by git)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-import shutil
-import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
+from tests.browser.support import publish_to_docs, timeout_ms
+
 pytestmark = pytest.mark.browser
 
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot-cg.png"
 EXPR_LABEL = "f(θ) in x1 … xn"
 
 
@@ -35,7 +33,7 @@ def full_height(page) -> None:
         "() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight ?? 2000"
     )
     page.set_viewport_size({"width": 1400, "height": min(int(height) + 100, 8000)})
-    page.wait_for_timeout(800)  # let Plotly re-lay out to the new size
+    page.wait_for_timeout(timeout_ms(0.8))  # Plotly re-lays out: for the picture, not a verdict
 
 
 def solution_table_text(page) -> str:
@@ -50,7 +48,7 @@ def test_first_visit_after_start_has_no_page_not_found_dialog(page, streamlit_se
     # Must be the first test in the session: it relies on being the server's first session.
     page.goto(f"{streamlit_server}/cg")
     wait_for_page(page)
-    page.wait_for_timeout(500)
+    page.wait_for_timeout(timeout_ms(0.5))  # a late dialog would show by now
     assert page.get_by_text("Page not found").count() == 0
     # app.py's navigation, not Streamlit's legacy pages/ listing ("app", "cg", "trpo").
     nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
@@ -69,9 +67,22 @@ def test_default_page_shows_the_solved_example(page, streamlit_server, screensho
     path = screenshots / "cg-default.png"
     full_height(page)
     page.screenshot(path=str(path), full_page=True)
-    DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-    shutil.copyfile(path, DOCS_SCREENSHOT)
+    publish_to_docs(path, "screenshot-cg.png")  # only with TRPO_VIZ_REFRESH_DOCS=1
     page.screenshot(path=str(screenshots / "cg-default-top.png"))
+
+
+# Records every value the animation slider's label takes, in the page itself: nothing
+# the test process polls can miss a frame, however slow the machine.
+RECORD_SLIDER_LABELS = """chart => {
+    window.sliderLabels = new Set();
+    const record = () => {
+        const label = chart.querySelector('text.slider-label');
+        if (label) window.sliderLabels.add(label.textContent.trim());
+    };
+    record();
+    new MutationObserver(record).observe(chart, {subtree: true, childList: true,
+                                                 characterData: true, attributes: true});
+}"""
 
 
 def test_play_advances_the_slider(page, streamlit_server, screenshots):
@@ -80,13 +91,11 @@ def test_play_advances_the_slider(page, streamlit_server, screenshots):
     chart = page.locator('[data-testid="stPlotlyChart"]').first
     current = chart.locator("text.slider-label", has_text="k = ")  # the current-value label
     assert current.text_content().strip() == "k = 3"  # starts on the final iterate
+    chart.evaluate(RECORD_SLIDER_LABELS)
     chart.locator(".updatemenu-button", has_text="Play").click()
-    seen = set()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not {"k = 0", "k = 1", "k = 2"} <= seen:
-        seen.add(current.text_content().strip())
-        time.sleep(0.05)
-    assert {"k = 0", "k = 1", "k = 2"} <= seen, seen
+    page.wait_for_function(  # the animation passes through every iterate
+        "() => ['k = 0', 'k = 1', 'k = 2'].every(k => window.sliderLabels.has(k))"
+    )
     chart.screenshot(path=str(screenshots / "cg-animation.png"))
     assert_no_exception(page)
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
+from tests.browser.support import PAGE_TIMEOUT_MS, new_tab, publish_to_docs, timeout_ms
+
 pytestmark = pytest.mark.browser
 
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot-trpo.png"
 UPDATE = re.compile(r"Update (\d+) of (\d+)")
 
 
@@ -28,13 +27,25 @@ def wait_for_update_past(page, n: int) -> int:
                  .some(e => { const m = e.innerText.match(/Update (\\d+) of/);
                               return m && Number(m[1]) > n; })""",
         arg=n,
-        timeout=120_000,
+        timeout=timeout_ms(120),  # a few TRPO updates on a loaded machine
     )
     return update_count(page)
 
 
 def assert_no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def wait_until_paused(page) -> None:
+    """The paused state: Start enabled, the inspect slider shown, no script run in flight."""
+    from playwright.sync_api import expect  # installed: the browser fixture checked
+
+    expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=PAGE_TIMEOUT_MS)
+    page.get_by_text("Update to inspect").wait_for()  # drawn only when the loop is off
+    page.wait_for_function(
+        "() => !document.querySelector("
+        "'[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')"
+    )
 
 
 def open_trpo(page, url):
@@ -60,19 +71,18 @@ def test_start_train_pause_and_an_independent_second_session(
     assert_no_exception(page)
 
     # A second browser context is a separate session with no run of its own.
-    other = browser.new_context(viewport={"width": 1400, "height": 1000})
-    second = other.new_page()
-    second.set_default_timeout(60_000)
+    other, second = new_tab(browser)
     open_trpo(second, streamlit_server)
-    assert second.get_by_text("Press Start to train").first.is_visible()
+    second.get_by_text("Press Start to train").first.wait_for()
     assert update_count(second) == 0
     other.close()
 
     page.get_by_role("button", name="Pause").click()
-    page.get_by_role("button", name="Start").wait_for()  # enabled again once paused
-    page.wait_for_timeout(1500)
+    wait_until_paused(page)
     paused_at = update_count(page)
-    page.wait_for_timeout(2500)
+    # A running loop ticks every 0.05 s and lands an update within seconds even on a
+    # loaded machine: none may arrive in this window (a longer one only looks harder).
+    page.wait_for_timeout(timeout_ms(2.5))
     assert update_count(page) == paused_at, "training went on after Pause"
     assert_no_exception(page)
 
@@ -86,11 +96,10 @@ def test_start_train_pause_and_an_independent_second_session(
     # Streamlit scrolls inside its own container: grow the viewport to the page's height.
     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": 1400, "height": min(int(height) + 100, 6000)})
-    page.wait_for_timeout(1500)  # let Plotly re-lay out to the new size
+    page.wait_for_timeout(timeout_ms(1.5))  # Plotly re-lays out: for the picture, not a verdict
     path = screenshots / "trpo-paused.png"
     page.screenshot(path=str(path), full_page=True)
-    DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-    shutil.copyfile(path, DOCS_SCREENSHOT)
+    publish_to_docs(path, "screenshot-trpo.png")  # only with TRPO_VIZ_REFRESH_DOCS=1
 
     # Save the run (a real download) and load it back in talk mode.
     with page.expect_download() as download_info:
