@@ -66,3 +66,38 @@ def test_steepest_descent_path_zigzags_towards_the_solution():
     # Exact line search makes consecutive steps orthogonal.
     steps = np.diff(path, axis=0)
     np.testing.assert_allclose(np.sum(steps[1:] * steps[:-1], axis=1), 0.0, atol=1e-12)
+
+
+def test_true_residual_norms_by_hand():
+    a = np.diag([2.0, 4.0])
+    b = np.array([2.0, 4.0])  # x* = (1, 1)
+    iterates = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    # b − Ax: (2, 4), (0, 4), (0, 0)
+    np.testing.assert_allclose(analysis.residual_norms(iterates, a, b), [np.sqrt(20), 4.0, 0.0])
+
+
+def test_rounding_floor():
+    eps = 2.0**-23  # float32
+    # no iterate better than 1e-5: a recursive value below 5e-6 describes none of them
+    assert analysis.rounding_floor(eps, 10.0, 1e-5) == pytest.approx(5e-6)
+    # the true residuals went lower than the dtype resolves: eps·‖g‖ is the floor
+    assert analysis.rounding_floor(eps, 10.0, 1e-9) == pytest.approx(10 * eps)
+    assert analysis.rounding_floor(eps, 10.0, None) == pytest.approx(10 * eps)
+    assert analysis.rounding_floor(eps, 10.0, float("nan")) == pytest.approx(10 * eps)
+
+
+@pytest.mark.filterwarnings("error")  # numpy's RuntimeWarnings would reach the server console
+def test_reference_computations_never_warn_on_overflow():
+    huge = np.array([1e308, 1e308])
+    a = np.diag([2.0, 2.0])
+    iterates = np.array([[0.0, 0.0], [-1e308, 1e308]])
+    assert np.all(np.isnan(analysis.relative_errors(iterates, huge)))  # ‖x*‖ overflows
+    assert np.isnan(analysis.a_norm_errors(iterates, huge, a)).all()
+    assert np.isnan(analysis.residual_norms(iterates, a, huge)).all()
+    # the exact solve itself is fine: x* = b/2, computed without any norm
+    np.testing.assert_allclose(analysis.exact_solution(a, huge), huge / 2)
+    assert analysis.exact_solution(np.diag([1e308, 1e-308]), np.ones(2)) is None  # κ overflows
+    path = analysis.steepest_descent_path(a, huge, np.zeros(2), 5)
+    assert np.all(np.isfinite(path))  # stops before a value overflows
+    assert np.all(np.isnan(analysis.cg_error_bound(4.0, 3, float("inf"))))
+    assert analysis.spectrum(np.diag([1e-300, 1e300]))[1] == float("inf")
