@@ -52,6 +52,7 @@ from trpo_viz.serialize import to_jsonable
 
 MAX_HEATMAP_N = 200  # error per eigencomponent: an n × (k+1) heatmap, for n up to this
 GRID_POINTS = 201
+MAX_BOUNDS_ITERATIONS = 150  # residual bounds of every T_k up to this k (one eigh each)
 
 
 def lanczos_tridiagonal(
@@ -95,17 +96,25 @@ def ritz_values(alphas: np.ndarray, betas: np.ndarray) -> list[np.ndarray]:
     ]
 
 
-def ritz_residual_bounds(alphas: np.ndarray, betas: np.ndarray) -> list[np.ndarray]:
+def ritz_residual_bounds(
+    alphas: np.ndarray, betas: np.ndarray, iterations=None
+) -> list[np.ndarray | None]:
     """For each k ≥ 1: t_{k+1,k}·|e_kᵀy_i| for T_k's eigenvectors y_i (sorted as the values).
 
     t_{k+1,k} = √β_{k−1}/α_{k−1} is known after k steps, so every T_k has its bounds;
-    a bound near zero means that Ritz value is (nearly) an eigenvalue of A.
+    a bound near zero means that Ritz value is (nearly) an eigenvalue of A. Each T_k
+    needs its eigenvectors (O(k²) with LAPACK's MRRR), so ``iterations`` (a collection
+    of k) limits which are computed; the others are None. Default: all.
     """
     alphas = np.asarray(alphas, np.float64)
     betas = np.asarray(betas, np.float64)
     diagonal, off_diagonal = lanczos_tridiagonal(alphas, betas)
+    wanted = range(1, len(diagonal) + 1) if iterations is None else set(iterations)
     bounds = []
     for j in range(1, len(diagonal) + 1):
+        if j not in wanted:
+            bounds.append(None)
+            continue
         _, vectors = _eigh_tridiagonal(diagonal[:j], off_diagonal[: j - 1], vectors=True)
         next_off = np.sqrt(betas[j - 1]) / alphas[j - 1]
         bounds.append(np.abs(next_off * vectors[-1, :]))
@@ -147,10 +156,11 @@ def residual_polynomials(alphas: np.ndarray, betas: np.ndarray, points) -> np.nd
     r = np.ones_like(lam)
     p = np.ones_like(lam)
     rows = [r]
-    for alpha, beta in zip(alphas, betas, strict=False):
-        r = r - alpha * lam * p
-        p = r + beta * p
-        rows.append(r)
+    with np.errstate(over="ignore", invalid="ignore"):  # far outside the spectrum: ±inf
+        for alpha, beta in zip(alphas, betas, strict=False):
+            r = r - alpha * lam * p
+            p = r + beta * p
+            rows.append(r)
     return np.array(rows)
 
 
@@ -193,7 +203,8 @@ class KrylovView:
     Attributes
     ----------
     ritz_values : per iteration k = 1 … K, the sorted eigenvalues of T_k (k values).
-    ritz_residual_bounds : per iteration, t_{k+1,k}|e_kᵀy_i| for each Ritz value.
+    ritz_residual_bounds : per iteration, t_{k+1,k}|e_kᵀy_i| for each Ritz value
+        (None for k < K when K > ``max_bounds_iterations``).
     rejected_ritz_values : when CG stopped on negative curvature, the eigenvalues of
         T_{K+1} including the rejected step (its smallest is ≤ 0); else None.
     grid : λ values for drawing the polynomials (covers 0 and the spectrum).
@@ -240,6 +251,7 @@ def krylov_view(
     damping: float = 0.0,
     grid_points: int = GRID_POINTS,
     max_heatmap_n: int = MAX_HEATMAP_N,
+    max_bounds_iterations: int = MAX_BOUNDS_ITERATIONS,
 ) -> KrylovView:
     """The Krylov view of a CG solve, with no further products.
 
@@ -255,6 +267,8 @@ def krylov_view(
     damping : the λ CG used (the spectrum drawn is that of H + λI).
     grid_points : number of λ values for the polynomial curves.
     max_heatmap_n : largest n for the eigencomponent heatmap.
+    max_bounds_iterations : Ritz residual bounds for every T_k up to this many
+        iterations; beyond it, for the final T_K only (the others None).
 
     Returns
     -------
@@ -263,9 +277,11 @@ def krylov_view(
     alphas = np.asarray(cg.alphas, np.float64)
     betas = np.asarray(cg.betas, np.float64)
     ritz = ritz_values(alphas, betas)
-    bounds = ritz_residual_bounds(alphas, betas)
-    rejected = None
     k = len(alphas)
+    bounds = ritz_residual_bounds(
+        alphas, betas, None if k <= max_bounds_iterations else {k}
+    )
+    rejected = None
     if cg.stop_reason == "negative_curvature" and len(cg.curvatures) > k:
         last = float(cg.curvatures[k]) / float(cg.residual_norms[k]) ** 2
         diagonal, off_diagonal = lanczos_tridiagonal(alphas, betas, last_inverse_alpha=last)
