@@ -1,0 +1,184 @@
+"""Sweeps on a real Ray cluster: a separately started ``ray start --head`` on 127.0.0.1.
+
+The fixture starts the head node as its own process session (with token authentication,
+as ``ray start`` does by default, and a token of its own), connects through
+``--address``/``address=`` exactly as a user would, and at the end ends every process
+of that session (not ``ray stop``, which would stop every Ray on the machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from trpo_viz.runs.store import RunStore
+from trpo_viz.sweep import engine, runner, storage
+from trpo_viz.sweep.grid import build_spec, parse_grid, parse_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = Path(sys.executable).with_name("ray")
+TINY = ["n_steps=128", "hidden_sizes=16", "value_epochs=1"]
+TINY_SET = [arg for item in TINY for arg in ("--set", item)]
+START_S = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _end_session(sid: int) -> None:
+    """SIGTERM every process of the head node's session, then SIGKILL what is left."""
+    for signum, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+        for pid in _session_pids(sid):
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait
+        while _session_pids(sid) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        if not _session_pids(sid):
+            return
+
+
+def _wait_for(predicate, what: str, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if not RAY.exists():
+        pytest.skip(f"no ray command beside {sys.executable}")
+    temp = Path(tempfile.mkdtemp(prefix="rayc", dir="/tmp"))  # short: Ray's socket paths
+    token = temp / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    saved = {name: os.environ.get(name) for name in auth}
+    os.environ.update(auth)  # this process is the driver: it needs the same token
+    port = _free_port()
+    env = os.environ | auth | {"RAY_USAGE_STATS_ENABLED": "0"}
+    log = (temp / "head.log").open("w")
+    head = subprocess.Popen(
+        [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+         "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats",
+         "--temp-dir", str(temp), "--block"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        engine.shutdown()  # a local instance of an earlier test module
+        deadline = time.monotonic() + START_S
+        while True:
+            if head.poll() is not None:
+                raise RuntimeError(f"ray start exited: {(temp / 'head.log').read_text()}")
+            try:
+                engine.connect(address)
+                break
+            except engine.EngineError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+        yield {"address": address, "sid": head.pid, "env": env}
+    finally:
+        engine.shutdown()
+        _end_session(head.pid)
+        head.wait(10)
+        log.close()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_sweep_runs_on_the_cluster_and_its_trials_on_the_cluster_workers(cluster, tmp_path):
+    spec = build_spec("CartPole-v1", 512, parse_grid(["max_kl=0.01"]), 2,
+                      overrides=parse_overrides(TINY))
+    sessions = {}
+
+    def on_event(event):
+        if event.kind == "started":  # the worker is alive now: whose process is it?
+            sessions[event.index] = os.getsid(event.pid)
+
+    run = runner.execute(spec, tmp_path / "runs.sqlite3", address=cluster["address"],
+                         on_event=on_event)
+    assert run.engine.to_dict() == {"name": "ray", "address": cluster["address"], "nodes": 1,
+                                    "cpus": 2.0}
+    assert [o.status for o in run.outcomes] == ["finished", "finished"]
+    assert sessions == {0: cluster["sid"], 1: cluster["sid"]}  # the head node's workers
+    with RunStore(tmp_path / "runs.sqlite3", readonly=True) as store:
+        assert [store.record_count(o.run_id) for o in run.outcomes] == [2, 2]
+
+
+def test_ctrl_c_cancels_a_cli_sweep_on_the_cluster_cleanly(cluster, tmp_path):
+    db = tmp_path / "runs.sqlite3"
+    env = cluster["env"] | {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "trpo_viz.sweep.command", "--address", cluster["address"],
+         "--db", str(db), "--steps", str(256 * 400), "--grid", "max_kl=0.01,0.02",
+         "--seeds", "2", *TINY_SET, "--workers", "2", "--json", "--no-progress"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        def some_update() -> bool:
+            if driver.poll() is not None:
+                raise AssertionError(f"the sweep ended early: {driver.communicate()}")
+            if not db.exists():
+                return False
+            with RunStore(db, readonly=True) as store:
+                return any(r.updates >= 1 for r in store.runs())
+
+        _wait_for(some_update, "a stored update")
+        driver.send_signal(signal.SIGINT)
+        out, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert driver.returncode == 130, err
+    report = json.loads(out)
+    assert report["cancelled"] is True
+    assert [t["status"] for t in report["trials"]] == ["cancelled"] * 4
+    with RunStore(db, readonly=True) as store:
+        infos = store.runs()
+        assert len(infos) == 4 and {i.status for i in infos} == {"stopped"}
+        assert {storage.trial_status(i) for i in infos} == {"cancelled"}
+        started = [i for i in infos if i.error == "cancelled: the sweep was stopped"]
+        assert 1 <= len(started) <= 2  # two workers: the others never started
+
+    # The cancelled trials gave their CPUs back to the cluster.
+    import ray
+
+    engine.connect(cluster["address"])
+    _wait_for(lambda: ray.available_resources().get("CPU", 0) == 2.0, "both CPUs free",
+              timeout=120)
