@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -20,9 +21,10 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from trpo_viz import explain, presets
-from trpo_viz.explorer import MAX_EXPLICIT_N, MAX_ITER, CGSettings, CompiledProblem
+from trpo_viz.explorer import DEFAULT_TOL, MAX_EXPLICIT_N, MAX_ITER, CGSettings, CompiledProblem
+from trpo_viz.expr import ExpressionError
 from trpo_viz.figures import cg as figures
-from trpo_viz.inputs import parse_vector
+from trpo_viz.inputs import InputError, parse_vector
 
 if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
     PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
@@ -66,39 +68,95 @@ def use_kappa() -> None:
     st.session_state.expr = presets.rotated_quadratic(st.session_state.kappa)
 
 
-def url_problems() -> dict[str, str]:
-    """Messages for query-string values a widget would silently drop (checked once per session)."""
+def preset_in_use() -> str | None:
+    """The chosen preset while f is still its function (its lesson is about that f)."""
+    key = st.session_state.preset
+    if key is None or st.session_state.expr != presets.preset_expression(
+            key, st.session_state.kappa):
+        return None
+    return key
+
+
+def forget_replaced_preset() -> None:
+    """Callback of the expression input: a new f is no longer the preset's."""
+    if preset_in_use() is None:
+        st.session_state.preset = None
+
+
+URL_LABELS = {"damping": "damping λ", "iters": "max iterations", "tol": "tolerance",
+              "dtype": "dtype", "hvp": "HVP mode"}
+
+
+def url_values() -> dict[str, str]:
+    """The raw query-string values of the bound settings, read before their widgets run."""
+    return {name: st.query_params[name] for name in URL_LABELS
+            if st.query_params.get(name) not in (None, "")}
+
+
+def url_problems(raw: dict[str, str]) -> dict[str, tuple[str, object]]:
+    """Messages for URL values that the widgets did not take as given, saying what is used.
+
+    Streamlit drops a value it cannot use (the default applies) and truncates a
+    fractional ``iters``; each message names the value actually in use, kept with it
+    (the message goes once the user changes that input).
+    """
     problems = {}
-    for name, options in CHOICES.items():
-        raw = st.query_params.get(name)
-        if raw is not None and raw not in options:
-            problems[name] = f"URL parameter {name}={raw[:30]!r} is not one of {', '.join(options)}"
-    for name, (low, high) in NUMBERS.items():
-        raw = st.query_params.get(name)
-        if raw is None or raw == "":
-            continue
-        try:
-            value = float(raw)
-            ok = math.isfinite(value) and low <= value <= high
-            ok = ok and (name != "iters" or value == int(value))
-        except ValueError:
-            ok = False
-        if not ok:
-            problems[name] = (f"URL parameter {name}={raw[:30]!r} is not a number from {low:g} to "
-                              f"{high:g}; the default is used instead")
+    for name, text in raw.items():
+        used = st.session_state[name]
+        if name in CHOICES:
+            if text == used:
+                continue
+            expected = "one of " + ", ".join(CHOICES[name])
+        else:
+            low, high = NUMBERS[name]
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            whole = name != "iters" or (math.isfinite(value) and value == int(value))
+            if math.isfinite(value) and low <= value <= high and whole and value == used:
+                continue
+            kind = "a whole number" if name == "iters" else "a number"
+            expected = f"{kind} from {low:g} to {high:g}"
+        problems[name] = (f"URL parameter {name}={text[:30]!r} is not {expected}; "
+                          f"{URL_LABELS[name]} = {shown(name, used)} is used instead.", used)
     return problems
 
 
-def fmt(value) -> str:
-    return "—" if value is None or not np.isfinite(value) else f"{value:.{DIGITS}g}"
+def shown(name: str, value) -> str:
+    """How the page names an input's value (None: its default)."""
+    if value is None:
+        return ("n (the default)" if name == "iters" else
+                "the dtype's default (" + ", ".join(f"{tol:g} in {dtype}" for dtype, tol in
+                                                   DEFAULT_TOL.items()) + ")")
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def plain(text) -> str:
+    """``text`` for Streamlit's Markdown, shown literally (``__import__``, not **import**).
+
+    CommonMark lets a backslash escape any ASCII punctuation; every one is escaped.
+    """
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", str(text))
+
+
+def fmt(value, digits: int = DIGITS, spec: str = "g") -> str:
+    """A number for display: "—" when it is undefined (None, NaN, ±∞)."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    return f"{value:.{digits}{spec}}"
+
+
+def sci(value, digits: int = 3) -> str:
+    return fmt(value, digits, "e")
 
 
 def parsed(text: str, name: str, n: int, slot) -> np.ndarray | None:
     """Parse a vector input; show a problem in ``slot`` (next to the input) and return None."""
     try:
         return parse_vector(text, name, n)
-    except ValueError as error:
-        slot.error(f"{error} (a single number is repeated n times)", icon="⚠️")
+    except InputError as error:
+        slot.error(plain(error), icon="⚠️")
         return None
 
 
@@ -107,9 +165,8 @@ def parsed(text: str, name: str, n: int, slot) -> np.ndarray | None:
 for name, value in presets.DEFAULT_INPUTS.items():
     st.session_state.setdefault(name, value)
 st.session_state.setdefault("kappa", presets.DEFAULT_KAPPA)
-if "url_problems" not in st.session_state:
-    st.session_state.url_problems = url_problems()
-bad_url = st.session_state.url_problems
+first_run = "url_problems" not in st.session_state
+raw_url = url_values() if first_run else {}  # before the widgets take (or drop) them
 
 # ----------------------------------------------------------------------------- inputs
 
@@ -129,11 +186,11 @@ left.selectbox(
 if st.session_state.preset == "quadratic":
     right.slider("condition number κ", presets.MIN_KAPPA, presets.MAX_KAPPA, key="kappa",
                  step=1.0, on_change=use_kappa)
-if st.session_state.preset is not None:
+if preset_in_use() is not None:
     st.info(presets.PRESETS[st.session_state.preset].lesson, icon="💡")
 
 expr = st.text_input(
-    "f(θ) in x1 … xn", key="expr", bind=BIND,
+    "f(θ) in x1 … xn", key="expr", bind=BIND, on_change=forget_replaced_preset,
     help="Operators + − * / **, functions such as sin, exp, log, tanh; or @logistic_regression "
          "(a built-in loss with n = 1000). Press Enter to apply.",
 )
@@ -148,16 +205,28 @@ theta_slot, g_slot, x0_slot = col_theta.empty(), col_g.empty(), col_x0.empty()
 cols = st.columns(5)
 damping = cols[0].number_input("damping λ", min_value=0.0, max_value=1e6, step=0.1,
                                format="%g", key="damping", bind=BIND)
+# value=None: empty means "the default", so every number (0 included) stays in the URL.
 iters = cols[1].number_input("max iterations", min_value=0, max_value=MAX_ITER, step=1,
-                             key="iters", bind=BIND, placeholder="n")
+                             value=None, key="iters", bind=BIND, placeholder="n",
+                             help=f"empty: n (at most {MAX_ITER})")
 tol = cols[2].number_input("tolerance ‖r‖/‖g‖", min_value=0.0, max_value=1.0, step=1e-10,
-                           format="%.1e", key="tol", bind=BIND)
+                           value=None, format="%.1e", key="tol", bind=BIND,
+                           placeholder="auto",
+                           help="empty: " + ", ".join(f"{t:g} in {d}"
+                                                      for d, t in DEFAULT_TOL.items()))
 dtype = cols[3].radio("dtype", CHOICES["dtype"], key="dtype", bind=BIND, horizontal=True)
 hvp = cols[4].radio("HVP mode", CHOICES["hvp"], key="hvp", bind=BIND, horizontal=True,
                     help="reverse-over-reverse or forward-over-reverse differentiation")
+if first_run:
+    st.session_state.url_problems = url_problems(raw_url)
+bad_url = st.session_state.url_problems
 for name, col in zip(("damping", "iters", "tol", "dtype", "hvp"), cols, strict=True):
     if name in bad_url:
-        col.error(bad_url[name], icon="⚠️")
+        message, used = bad_url[name]
+        if st.session_state[name] != used:  # the user has changed it since: not news any more
+            del bad_url[name]
+        else:
+            col.error(plain(message), icon="⚠️")
 
 # ----------------------------------------------------------------------------- solve
 
@@ -165,8 +234,8 @@ problem = None
 try:
     with st.spinner("Compiling f and its Hessian-vector product…", show_time=True):
         problem = compiled_problem(expr.strip(), dtype, hvp)
-except ValueError as error:
-    expr_slot.error(str(error), icon="⚠️")
+except (ExpressionError, InputError) as error:  # anything else is a bug: let it show
+    expr_slot.error(plain(error), icon="⚠️")
 
 result = None
 if problem is not None:
@@ -177,7 +246,7 @@ if problem is not None:
     vectors_ok = theta is not None and g is not None and (x0 is not None or
                                                           not st.session_state.x0.strip())
     if vectors_ok:
-        settings = CGSettings(damping=float(damping), tol=float(tol),
+        settings = CGSettings(damping=float(damping), tol=None if tol is None else float(tol),
                               max_iter=None if iters is None else int(iters))
         slow = n > 100
         message = (f"Solving; forming the exact {n}×{n} Hessian for comparison costs n = {n} "
@@ -186,22 +255,30 @@ if problem is not None:
             with st.spinner(message, show_time=True):
                 result = problem.solve(theta, g, settings, x0=x0)
             freeze_traced_graphs(expr.strip(), dtype, hvp)
-        except ValueError as error:
-            st.error(str(error), icon="⚠️")
+        except InputError as error:
+            st.error(plain(error), icon="⚠️")
 
 if result is None:
+    st.stop()
+if result.problems:  # nothing below would be mathematics: say what happened, draw nothing
+    st.header("No answer at this θ")
+    for problem in result.problems:
+        st.error(plain(problem), icon="⚠️")
     st.stop()
 
 # ----------------------------------------------------------------------------- the answer
 
 cg = result.cg
 st.header("Answer")
-metrics = st.columns(4)
+metrics = st.columns(6)
 metrics[0].metric("iterations", cg.iterations)
-metrics[1].metric("HVPs used", cg.matvecs)
+metrics[1].metric("HVPs used", cg.matvecs, help="plus one to check the true residual")
 metrics[2].metric("stop reason", cg.stop_reason.replace("_", " "))
-metrics[3].metric("final relative error",
-                  "—" if result.final_error is None else f"{result.final_error:.3e}")
+metrics[3].metric("‖r_k‖ (recursive)", sci(cg.residual_norms[-1]),
+                  help="CG's residual, updated as r_{k+1} = r_k − α_k (H+λI)p_k")
+metrics[4].metric("‖g − (H+λI)x_k‖ (true)", sci(result.true_residual_norm),
+                  help="the residual of the answer, recomputed with one more HVP")
+metrics[5].metric("final relative error", sci(result.final_error))
 
 answer = {"component": [f"x{i + 1}" for i in range(result.n)],
           "CG solution x_k": [fmt(v) for v in cg.x]}
@@ -215,11 +292,16 @@ if result.n <= TABLE_N:
 else:
     st.dataframe(answer_frame, hide_index=True, height=280)
 
+tol_text = f"{result.settings.tol:g}" + (f" (the {dtype} default)" if tol is None else "")
 summary = (f"CG {explain.STOP_REASON_TEXT[cg.stop_reason]} after {cg.iterations} iteration(s) "
-           f"with {cg.matvecs} HVP(s); final ‖r‖ = {cg.residual_norms[-1]:.3e}")
+           f"with tol = {tol_text}. Final residual: recursive ‖r_k‖ = "
+           f"{sci(cg.residual_norms[-1])}, true ‖g − (H+λI)x_k‖ = "
+           f"{sci(result.true_residual_norm)}")
 if result.final_error is not None:
-    summary += f", relative error ‖x − x*‖/‖x*‖ = {result.final_error:.3e}"
-st.markdown(summary + ". " + explain.hvp_comparison(result))
+    summary += f"; relative error ‖x − x*‖/‖x*‖ = {sci(result.final_error)}"
+st.markdown(plain(summary + ". " + explain.hvp_comparison(result)))
+for note in result.notes:
+    st.warning(plain(note), icon="🔬")
 
 if result.hessian is None:
     st.info(f"n = {result.n} > {MAX_EXPLICIT_N}: H is not formed, so there is no exact solution "
@@ -234,10 +316,7 @@ elif result.exact is None:
 curvature = explain.curvature_message(result)
 if curvature:
     st.warning(curvature, icon="↪️")
-if cg.stop_reason == "breakdown":
-    st.error("CG broke down: a value became NaN or infinite. f or its derivatives overflow at "
-             "this θ (float32 overflows sooner than float64).", icon="⚠️")
-elif cg.stop_reason == "max_iter" and cg.iterations < result.n:
+if cg.stop_reason == "max_iter" and cg.iterations < result.n:
     st.info("CG stopped at the iteration limit before reaching the tolerance: raise "
             "max iterations to continue.", icon="ℹ️")
 
@@ -248,7 +327,18 @@ st.caption("Press ▶ Play, or drag the slider over k; the animation runs in you
 st.plotly_chart(figures.iterates_figure(result), key="iterates_chart")
 
 st.header("Convergence")
-st.plotly_chart(figures.convergence_figure(result), key="convergence_chart")
+convergence = figures.convergence_figure(result)
+if convergence is None:
+    st.info("Nothing to plot on a log scale: every residual and error is 0 (x0 already "
+            "solves the system, or g = 0).", icon="ℹ️")
+else:
+    st.plotly_chart(convergence, key="convergence_chart")
+    if figures.rounding_band_level(result) is not None:
+        st.caption(f"Grey band: below {result.residual_floor:.1e} the recursive ‖r_k‖ describes "
+                   f"no iterate; it is {dtype} rounding, not convergence (see the note above).")
+    elif dtype == "float32":
+        st.caption("float32 (ε ≈ 1.2e-7) resolves relative residuals only to about ε·κ; the "
+                   "dotted true residual shows what the iterates x_k achieve.")
 
 if result.eigenvalues is not None:
     st.header("Spectrum")
@@ -261,21 +351,23 @@ if result.eigenvalues is not None:
         mat_left, mat_right = st.columns(2)
         mat_left.markdown("**H**")
         mat_left.table(pd.DataFrame(result.hessian, index=names, columns=names)
-                       .map(lambda v: f"{v:.6g}"))
+                       .map(lambda v: fmt(v, 6)))
         mat_right.markdown("**H⁻¹**")
         if result.hessian_inverse is not None:
             mat_right.table(pd.DataFrame(result.hessian_inverse, index=names, columns=names)
-                            .map(lambda v: f"{v:.6g}"))
+                            .map(lambda v: fmt(v, 6)))
         else:
             mat_right.markdown("H is singular: no inverse.")
 
 st.header("Trace")
 trace = pd.DataFrame(figures.trace_table(result))
-st.dataframe(trace, hide_index=True, height=min(400, 38 + 35 * len(trace)), column_config={
-    name: st.column_config.NumberColumn(format="%.4e") for name in trace.columns if name != "k"
-})
+shown_trace = trace.copy()  # as text, so that an undefined entry reads "—"
+for name in trace.columns[1:]:
+    shown_trace[name] = [fmt(v, 4, "e") for v in trace[name]]
+st.dataframe(shown_trace, hide_index=True, height=min(400, 38 + 35 * len(trace)))
 downloads = st.columns(2)
-downloads[0].download_button("Download the table (CSV)", trace.to_csv(index=False),
+downloads[0].download_button("Download the table (CSV)",
+                             lambda: trace.to_csv(index=False),  # on click; n/a cells empty
                              file_name="cg_trace.csv", mime="text/csv", on_click="ignore")
 downloads[1].download_button("Download the whole trace (JSON)",
                              lambda: json.dumps(result.to_dict(), allow_nan=False),  # on click

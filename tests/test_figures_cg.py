@@ -100,12 +100,48 @@ def test_components_figure_for_large_n_shows_top_components(wide):
 def test_convergence_figure_log_axes_and_bound(source):
     fig = figures.convergence_figure(source)
     names = [t.name for t in fig.data]
-    assert names[:3] == ["‖r_k‖", "relative error", "‖e_k‖_A"]
+    assert names[:4] == ["‖r_k‖ (recursive)", "true ‖g − (H+λI)x_k‖", "relative error",
+                         "‖e_k‖_A"]
     assert any(name.startswith("bound") for name in names)
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
     assert len(fig.data[0].y) == source.cg.iterations + 1
     # exact zeros do not break the log axis
-    assert all(v is None or v > 0 for v in fig.data[1].y)
+    assert all(v is None or v > 0 for v in fig.data[2].y)
+    # float64 on a well-conditioned 3×3: the recursive residual never leaves the true one
+    assert source.rounding_from is None
+    assert not any("rounding" in name for name in names)
+    json.loads(fig.to_json())
+
+
+def test_convergence_figure_shades_the_rounding_part_of_a_float32_curve():
+    """float32 with tol = 1e-10: the recursion goes far below what any iterate achieves."""
+    result = CompiledProblem("@logistic_regression", n=200, dtype="float32").solve(
+        np.zeros(200), np.ones(200), CGSettings(tol=1e-10, max_iter=200))
+    assert result.rounding_from is not None
+    fig = figures.convergence_figure(result)
+    band = next(t for t in fig.data if t.name == "below float32's reach: rounding, not convergence")
+    assert max(band.y) == pytest.approx(result.residual_floor)
+    # every recursive ‖r_k‖ under the band's top is from the rounding part of the run
+    recursive = fig.data[[t.name for t in fig.data].index("‖r_k‖ (recursive)")].y
+    below = [k for k, v in enumerate(recursive) if v is not None and v < max(band.y)]
+    assert below and min(below) >= result.rounding_from
+    assert any(t.mode == "text" and "rounding, not convergence" in t.text[0] for t in fig.data)
+
+
+def test_convergence_figure_is_none_when_nothing_is_positive():
+    result = CompiledProblem("x1**2 + x2**2").solve([1, 1], [0, 0])  # g = 0: x = 0 at once
+    assert result.cg.iterations == 0
+    assert figures.convergence_figure(result) is None
+
+
+def test_convergence_figure_explains_an_empty_a_norm_panel():
+    # H = diag(2, −2), g = (0, 1): e_0 = −x* = (0, 0.5) has e_0ᵀHe_0 = −0.5 < 0, no A-norm
+    result = CompiledProblem("x1**2 - x2**2").solve([0, 0], [0, 1])
+    assert np.all(np.isnan(result.a_norm_errors))
+    fig = figures.convergence_figure(result)
+    assert all(t.xaxis != "x2" for t in fig.data)  # nothing drawn in the right panel …
+    assert any("not positive definite" in a.text for a in fig.layout.annotations)  # … but why
+    assert fig.layout.yaxis2.visible is False  # and no empty log axis with odd ticks
 
 
 def test_spectrum_figure(source, saddle):
@@ -118,6 +154,9 @@ def test_spectrum_figure(source, saddle):
 def test_trace_table_columns(saddle, source):
     table = figures.trace_table(source)
     assert table["k"] == [0, 1, 2, 3]
+    h = np.array([[18.0, 2, 0], [2, 2, 0], [0, 0, 2]])  # the Hessian by hand
+    expected = np.linalg.norm(np.array([3.0, 12, 6]) - source.cg.iterates @ h, axis=1)
+    assert table["true ‖g − (H+λI)x_k‖"][:3] == pytest.approx(expected[:3], rel=1e-9)
     assert table["α_k"][:3] == pytest.approx(list(source.cg.alphas))
     assert table["α_k"][3] is None
     saddle_table = figures.trace_table(saddle)

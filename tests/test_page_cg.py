@@ -1,11 +1,12 @@
 """The CG explorer page under Streamlit's AppTest: default example, presets, errors, URL."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from trpo_viz.presets import PRESETS
+from trpo_viz.presets import PRESETS, rotated_quadratic
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -26,8 +27,13 @@ def solution_columns(at: AppTest) -> dict[str, list[float]]:
     return {col: [float(v) for v in table[col]] for col in table.columns}
 
 
+def literal(markdown: str) -> str:
+    """The text a Markdown body shows where it only uses backslash escapes (CommonMark)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
 def error_texts(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
+    return [literal(e.value) for e in at.error]
 
 
 def test_default_page_solves_the_source_example():
@@ -135,3 +141,148 @@ def test_huge_dimension_is_refused():
     at = run_app(expr="x20000**2", theta="1", g="1")
     assert not at.exception
     assert at.error
+
+
+# ----------------------------------------------------------------------------- hardening
+
+
+def page_texts(at: AppTest) -> list[str]:
+    """Every text the page shows: Markdown, alerts, captions, metrics, table cells."""
+    texts = [literal(e.value) for kind in ("markdown", "caption", "error", "warning", "info")
+             for e in at.get(kind)]
+    texts += [f"{m.label} {m.value}" for m in at.metric]
+    for table in list(at.table) + list(at.dataframe):
+        texts += [str(v) for v in table.value.to_numpy().ravel()]
+    return texts
+
+
+def assert_no_nan_shown(at: AppTest) -> None:
+    for text in page_texts(at):
+        assert not re.search(r"\bnan\b|\binf\b", text, re.IGNORECASE), text
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # numpy's would reach the server console
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ({"expr": "log(x1) + x2**2", "theta": "-1, 1", "g": "1, 1"},
+         ["f(θ) is not finite at θ"]),
+        ({"expr": "sqrt(x1)*x2", "theta": "-4, 1", "g": "1, 1"},
+         ["f(θ) is not finite at θ", "the Hessian H = ∇²f(θ) has non-finite entries"]),
+        ({"expr": "1/x1 + x2**2", "theta": "0, 1", "g": "1, 1"},
+         ["f(θ) is not finite at θ", "the Hessian H = ∇²f(θ) has non-finite entries"]),
+        ({"expr": "x1**2 + x2**2", "theta": "1, 1", "g": "1e308"}, ["g's norm overflows"]),
+        ({"expr": "x1**2 + x2**2", "theta": "1, 1", "g": "1e308", "dtype": "float32"},
+         ["g overflows float32"]),
+    ],
+)
+def test_what_went_wrong_at_theta_is_said_and_nothing_empty_is_drawn(query, expected):
+    at = run_app(**query)
+    assert not at.exception
+    errors = " ".join(error_texts(at)).lower()
+    for text in expected:
+        assert text.lower() in errors
+    assert "float32 overflows sooner" not in errors
+    assert not at.get("plotly_chart")  # no chart of NaN, no empty axes
+    assert not any("H is not formed" in i.value for i in at.info)
+    assert_no_nan_shown(at)
+
+
+def test_undefined_numbers_show_as_a_dash():
+    # H = [[2, 2], [2, 2]] is singular: no exact solution, no relative error, no H⁻¹
+    at = run_app(expr="(x1 + x2)**2", theta="0, 0", g="1, 1")
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["final relative error"] == "—"
+    trace = at.dataframe[0].value
+    assert set(trace["relative error"]) == {"—"}
+    assert_no_nan_shown(at)
+
+
+def test_both_residuals_are_reported():
+    at = run_app()
+    metrics = {m.label: m.value for m in at.metric}
+    recursive = float(metrics["‖r_k‖ (recursive)"])
+    true = float(metrics["‖g − (H+λI)x_k‖ (true)"])
+    assert 0 <= recursive < 1e-9 and 0 <= true < 1e-9  # tol·‖g‖ = 1.4e-9 on the source example
+    assert any("true ‖g − (H+λI)x_k‖" in t for t in page_texts(at))
+
+
+def test_zero_iterations_survive_in_the_url():
+    at = run_app(iters="0")
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["iterations"] == "0"
+    assert at.query_params["iters"] == "0"  # not taken for the default and dropped
+    # after any other value the default stays "empty" (n): the browser keeps ?iters=0 too
+    at.number_input(key="iters").set_value(1).run()
+    widget = at.number_input(key="iters")
+    assert not widget.proto.HasField("default")
+    at.number_input(key="iters").set_value(0).run()
+    assert {m.label: m.value for m in at.metric}["iterations"] == "0"
+
+
+def test_a_fractional_iteration_count_in_the_url_says_what_is_used():
+    at = run_app(iters="2.5")
+    assert not at.exception
+    (message,) = error_texts(at)
+    assert "iters='2.5'" in message and "max iterations = 2 is used" in message
+    assert {m.label: m.value for m in at.metric}["iterations"] == "2"
+
+
+def test_url_warnings_go_once_the_user_changes_the_value():
+    at = run_app(damping="abc", dtype="float16")
+    assert len(at.error) == 2
+    assert any("damping λ = 0 is used" in t for t in error_texts(at))
+    at.number_input(key="damping").set_value(0.5).run()
+    assert [("dtype" in t) for t in error_texts(at)] == [True]
+    at.radio(key="dtype").set_value("float32").run()
+    assert not at.error
+
+
+def test_a_presets_lesson_goes_when_its_function_is_replaced():
+    at = run_app()
+    at.selectbox(key="preset").set_value("saddle").run()
+    lesson = PRESETS["saddle"].lesson
+    assert any(i.value == lesson for i in at.info)
+    at.text_input(key="expr").set_value("x1**2 + x2**2").run()
+    assert not at.exception
+    assert not any(i.value == lesson for i in at.info)
+    assert at.selectbox(key="preset").value is None
+
+
+def test_errors_are_plain_text_not_markdown():
+    at = run_app(expr="__import__('os') + x1", theta="1", g="1")
+    assert not at.exception
+    (body,) = [e.value for e in at.error]
+    assert "__import__" in literal(body)
+    markdown_it = pytest.importorskip("markdown_it")  # an independent CommonMark renderer
+    html = markdown_it.MarkdownIt().render(body)
+    assert "__import__" in html and "<strong>" not in html
+
+
+def test_the_repeat_hint_only_where_a_length_is_wrong():
+    at = run_app(g="1, 2")
+    assert any("(a single number is repeated n times)" in t for t in error_texts(at))
+    at = run_app(theta="1, nan, 2")
+    (message,) = error_texts(at)
+    assert "finite" in message and "repeated" not in message
+
+
+def test_float32_uses_its_own_default_tolerance():
+    at = run_app(dtype="float32")
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["stop reason"] == "converged"
+    assert any("tol = 1e-05 (the float32 default)" in t for t in page_texts(at))
+
+
+def test_a_tolerance_beyond_float32_is_shown_as_rounding():
+    """κ = 1000 in float32 with tol = 1e-10: no float32 iterate is that accurate."""
+    at = run_app(expr=rotated_quadratic(1000.0), theta="0, 0", g="1, 1", dtype="float32",
+                 tol="1e-10", iters="50")
+    assert not at.exception
+    notes = [literal(w.value) for w in at.warning]
+    assert any("'Converged' here only says" in n and "rounding, not convergence" in n
+               for n in notes)
+    spec = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert any(t.get("name") == "below float32's reach: rounding, not convergence"
+               for t in spec["data"])
+    assert any("rounding, not convergence" in c.value for c in at.caption)

@@ -69,3 +69,21 @@ def test_every_preset_has_a_lesson_and_valid_inputs():
         assert preset.key == key and preset.lesson and preset.title
         assert set(preset.inputs()) == {"expr", "theta", "g", "damping", "iters", "tol",
                                         "dtype", "hvp", "x0"}
+
+
+@pytest.mark.parametrize("key", ["source", "quadratic", "rosenbrock"])
+def test_presets_converge_in_float32_with_its_default_tolerance(key):
+    """The dtype's default tolerance is reachable: float32 converges, and truly so."""
+    inputs = presets.preset_inputs(key) | {"dtype": "float32"}
+    assert inputs["tol"] is None  # the dtype's default applies
+    result = solve(inputs)
+    assert result.cg.stop_reason == "converged"
+    g = result.g
+    true = np.linalg.norm(g - result.hessian @ result.solution)  # float64 reference
+    assert true <= 10 * result.settings.tol * np.linalg.norm(g)
+
+
+def test_preset_expression_follows_kappa_for_the_quadratic_only():
+    assert presets.preset_expression("quadratic", 7.0) == presets.rotated_quadratic(7.0)
+    assert presets.preset_expression("saddle", 7.0) == presets.PRESETS["saddle"].expr
+    assert presets.preset_inputs("quadratic", 7.0)["expr"] == presets.rotated_quadratic(7.0)

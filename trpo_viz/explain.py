@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 STOP_REASON_TEXT = {
-    "converged": "converged (residual below the tolerance)",
+    "converged": "converged (the recursive residual ‖r_k‖ fell below tol·‖g‖)",
     "max_iter": "reached the iteration limit",
     "negative_curvature": "stopped on non-positive curvature",
     "breakdown": "broke down (NaN or infinity)",
@@ -107,6 +107,8 @@ def hvp_comparison(result) -> str:
     cg = result.cg
     n = result.n
     text = f"CG used {cg.matvecs} Hessian-vector product(s)"
+    if cg.true_residual_norm is not None:
+        text += " (and one more to check the true residual of its answer)"
     if n > 3:
         text += f"; forming H explicitly costs n = {n} HVPs"
         if cg.matvecs:

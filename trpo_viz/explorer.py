@@ -3,11 +3,15 @@
 One :class:`CompiledProblem` per (objective text, n, dtype, HVP mode) holds θ in a
 ``tf.Variable`` with a compiled HVP and CG solver, so a change of θ, g, λ or
 iteration count reuses the traced graphs. :meth:`CompiledProblem.solve` returns a
-plain :class:`ExplorerResult` that the CLI prints and the page draws.
+plain :class:`ExplorerResult` that the CLI prints and the page draws, with its
+diagnosis in plain text: ``problems`` (why the numbers are not mathematics: f undefined
+at θ, a non-finite Hessian, an overflow) and ``notes`` (where rounding, not
+convergence, drives the residual).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 
@@ -25,6 +29,10 @@ MAX_ITER = 500  # CG steps one request may ask for
 MAX_EXPLICIT_N = 2000  # form H (n HVPs, O(n³) eigenvalues) only up to this n
 JSON_HESSIAN_N = 50  # include H in JSON output up to this n
 DTYPES = {"float64": tf.float64, "float32": tf.float32}
+# The default relative tolerance per dtype. float32 resolves relative residuals only down
+# to about eps·κ ≈ 1.2e-7·κ, so 1e-10 is out of its reach (CG would report "converged" on
+# a recursive residual that is rounding); 1e-5 is reachable for κ up to about 100.
+DEFAULT_TOL = {"float64": 1e-10, "float32": 1e-5}
 
 
 @dataclass(frozen=True)
@@ -33,17 +41,19 @@ class CGSettings:
 
     damping: float = 0.0
     max_iter: int | None = None  # None: n (capped at MAX_ITER)
-    tol: float = 1e-10  # relative: stop when ‖r_k‖ ≤ max(tol·‖g‖, atol)
+    tol: float | None = None  # relative: stop when ‖r_k‖ ≤ max(tol·‖g‖, atol); None: DEFAULT_TOL
     atol: float = 0.0
 
-    def checked(self, n: int) -> CGSettings:
+    def checked(self, n: int, dtype: str = "float64") -> CGSettings:
+        """Validated settings with the defaults filled in (tolerance: the dtype's default)."""
+        tol = DEFAULT_TOL[dtype] if self.tol is None else self.tol
         check_range("damping λ", self.damping, 0.0, 1e12)
-        check_range("tolerance", self.tol, 0.0, 1.0)
+        check_range("tolerance", tol, 0.0, 1.0)
         check_range("absolute tolerance", self.atol, 0.0, 1e12)
         max_iter = min(n, MAX_ITER) if self.max_iter is None else self.max_iter
         if not isinstance(max_iter, int) or not 0 <= max_iter <= MAX_ITER:
             raise InputError(f"max iterations must be an integer from 0 to {MAX_ITER}")
-        return CGSettings(float(self.damping), max_iter, float(self.tol), float(self.atol))
+        return CGSettings(float(self.damping), max_iter, float(tol), float(self.atol))
 
 
 @dataclass
@@ -51,7 +61,16 @@ class ExplorerResult:
     """A CG solve with its references. Arrays are numpy float64; None where not computable.
 
     ``reference`` is what CG converges to: (H + λI)⁻¹g (equal to ``exact`` when λ = 0).
-    The per-iterate errors compare x_0 … x_k with it.
+    The per-iterate errors compare x_0 … x_k with it; ``true_residuals`` are
+    ‖g − (H+λI)x_k‖ recomputed in float64 from the explicit H.
+
+    ``problems`` (plain text) say why the solve means nothing: f not finite at θ, a
+    non-finite gradient or Hessian, an overflow in CG. With problems there are no
+    references (the numbers are not mathematics). ``residual_floor`` is the level the
+    dtype resolves here (see :func:`trpo_viz.analysis.rounding_floor`); from iteration
+    ``rounding_from`` on (None: never) the recursive ‖r_k‖ is below it while x_k's true
+    residual is not: that part of the curve is rounding, and ``notes`` say so.
+    ``hessian`` is H as formed (n ≤ MAX_EXPLICIT_N), non-finite entries included.
     """
 
     text: str
@@ -72,6 +91,11 @@ class ExplorerResult:
     eigenvalues: np.ndarray | None = None
     condition_number: float | None = None
     error_bound: np.ndarray | None = None
+    true_residuals: np.ndarray | None = None
+    residual_floor: float | None = None
+    rounding_from: int | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     steepest_descent: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -79,9 +103,18 @@ class ExplorerResult:
         return self.cg.x
 
     @property
+    def true_residual_norm(self) -> float | None:
+        """‖g − (H+λI)x‖ of the returned x, recomputed by CG in its dtype (one extra HVP)."""
+        return self.cg.true_residual_norm
+
+    @property
     def hessian_inverse(self) -> np.ndarray | None:
         """H⁻¹ when H was formed and is not singular (for display on small problems)."""
-        return None if self.hessian is None or self.exact is None else np.linalg.inv(self.hessian)
+        if self.hessian is None or self.exact is None:
+            return None
+        with np.errstate(all="ignore"):
+            inverse = np.linalg.inv(self.hessian)
+        return inverse if np.all(np.isfinite(inverse)) else None
 
     @property
     def final_error(self) -> float | None:
@@ -108,6 +141,10 @@ class ExplorerResult:
                 "solution": cg.x,
                 "iterates": cg.iterates,
                 "residual_norms": cg.residual_norms,
+                "true_residual_norm": cg.true_residual_norm,
+                "true_residuals": self.true_residuals,
+                "residual_floor": self.residual_floor,
+                "rounding_from": self.rounding_from,
                 "alphas": cg.alphas,
                 "betas": cg.betas,
                 "curvatures": cg.curvatures,
@@ -121,6 +158,8 @@ class ExplorerResult:
                 "condition_number": self.condition_number,
                 "error_bound": self.error_bound,
                 "hessian": self.hessian if self.n <= JSON_HESSIAN_N else None,
+                "problems": self.problems,
+                "notes": self.notes,
             }
         )
 
@@ -151,21 +190,25 @@ class CompiledProblem:
         self._lock = threading.Lock()
 
     def solve(self, theta, g, settings: CGSettings = CGSettings(), x0=None) -> ExplorerResult:
-        """Solve (H(θ) + λI) x = g by CG; add exact references when n ≤ MAX_EXPLICIT_N."""
+        """Solve (H(θ) + λI) x = g by CG; add exact references when n ≤ MAX_EXPLICIT_N.
+
+        Raises :class:`InputError` for inputs of the wrong length, non-finite inputs and
+        inputs beyond the dtype's range. Everything that goes wrong at θ (f undefined,
+        an overflow) is reported in the result's ``problems`` instead.
+        """
         n = self.n
-        theta, g = np.asarray(theta, np.float64), np.asarray(g, np.float64)
-        for name, vector in (("θ", theta), ("g", g), ("x0", x0)):
-            if vector is not None and np.shape(vector) != (n,):
-                raise InputError(f"{name} must have n = {n} entries, not {np.size(vector)}")
-        settings = settings.checked(n)
-        dtype = DTYPES[self.dtype]
+        np_dtype = DTYPES[self.dtype].as_numpy_dtype
+        theta = _checked_vector("θ", theta, n, np_dtype)
+        g = _checked_vector("g", g, n, np_dtype)
+        x0 = None if x0 is None else _checked_vector("x0", x0, n, np_dtype)
+        settings = settings.checked(n, self.dtype)
         with self._lock:
-            self.theta.assign(tf.constant(theta, dtype))
+            self.theta.assign(theta.astype(np_dtype))
             value = float(self._value())
             gradient = self.hvp.gradient().numpy().astype(np.float64)
             result = self.cg.solve(
-                tf.constant(g, dtype),
-                x0=x0,
+                tf.constant(g.astype(np_dtype)),
+                x0=None if x0 is None else x0.astype(np_dtype),
                 damping=settings.damping,
                 max_iter=settings.max_iter,
                 rtol=settings.tol,
@@ -183,10 +226,33 @@ class CompiledProblem:
             value=value,
             gradient=gradient,
             cg=_as_float64(result),
+            hessian=hessian,
         )
-        if hessian is not None and np.all(np.isfinite(hessian)):
-            _add_references(out, hessian)
+        out.problems = _problems(out, x0 is not None)
+        if not out.problems:
+            if hessian is not None:
+                _add_references(out, hessian)
+            _add_rounding_notes(out)
         return out
+
+
+def _checked_vector(name: str, vector, n: int, np_dtype) -> np.ndarray:
+    """``vector`` as float64 of length n, finite and within the range of ``np_dtype``."""
+    vector = np.asarray(vector, dtype=np.float64)
+    if vector.shape != (n,):
+        raise InputError(f"{name} must have n = {n} entries, not {vector.size}")
+    bad = np.flatnonzero(~np.isfinite(vector))
+    if bad.size:
+        raise InputError(f"{name}: entry {bad[0] + 1} is not finite")
+    largest = float(np.finfo(np_dtype).max)
+    bad = np.flatnonzero(np.abs(vector) > largest)
+    if bad.size:
+        raise InputError(
+            f"{name} overflows {np.dtype(np_dtype).name}: entry {bad[0] + 1} "
+            f"({vector[bad[0]]:.3g}) is beyond ±{largest:.3g}, the largest "
+            f"{np.dtype(np_dtype).name} number"
+        )
+    return vector
 
 
 def _as_float64(result: CGResult) -> CGResult:
@@ -200,11 +266,11 @@ def _add_references(out: ExplorerResult, hessian: np.ndarray) -> None:
     """Exact solutions, per-iterate errors, spectrum and the CG bound from the explicit H."""
     damping = out.settings.damping
     damped = hessian + damping * np.eye(out.n)
-    out.hessian = hessian
     out.exact = analysis.exact_solution(hessian, out.g)
     out.reference = out.exact if damping == 0 else analysis.exact_solution(hessian, out.g, damping)
     out.eigenvalues, out.condition_number = analysis.spectrum(damped)
     iterates = out.cg.iterates
+    out.true_residuals = analysis.residual_norms(iterates, damped, out.g)
     if out.reference is not None:
         out.relative_errors = analysis.relative_errors(iterates, out.reference)
         out.a_norm_errors = analysis.a_norm_errors(iterates, out.reference, damped)
@@ -215,3 +281,104 @@ def _add_references(out: ExplorerResult, hessian: np.ndarray) -> None:
         out.steepest_descent = analysis.steepest_descent_path(
             damped, out.g, iterates[0], max(out.cg.iterations, 1)
         )
+
+
+# ----------------------------------------------------------------------------- diagnosis
+
+
+def _problems(out: ExplorerResult, used_x0: bool) -> list[str]:
+    """Why the solve at θ means nothing (plain text, root causes first); [] when it is sound."""
+    problems = []
+    dtype, n = out.dtype, out.n
+    if not math.isfinite(out.value):
+        why = ("f is undefined there (such as log or sqrt of a negative number, or 0/0)"
+               if math.isnan(out.value) else
+               f"f is infinite there (a pole such as 1/0, or a value beyond {dtype}'s range)")
+        problems.append(f"f(θ) is not finite at θ: {why}, so it has no gradient or Hessian "
+                        "at θ to solve with.")
+    bad = ~np.isfinite(out.gradient)
+    if bad.any():
+        problems.append(f"The gradient ∇f(θ) has non-finite entries ({int(bad.sum())} of {n}: "
+                        f"{_names(np.flatnonzero(bad))}).")
+    if out.hessian is not None:
+        bad = ~np.isfinite(out.hessian)
+        if bad.any():
+            problems.append(f"The Hessian H = ∇²f(θ) has non-finite entries ({int(bad.sum())} "
+                            f"of {n * n}).")
+    cg = out.cg
+    if problems or cg.stop_reason != "breakdown":
+        return problems  # a CG breakdown after one of these is only its consequence
+    largest = f"{float(np.finfo(DTYPES[dtype].as_numpy_dtype).max):.3g}"
+    k = cg.iterations
+    if k == 0 and not np.isfinite(cg.residual_norms[0]):
+        if used_x0:
+            problems.append(f"The starting residual overflows {dtype}: CG needs "
+                            f"‖g − (H+λI)x0‖², which exceeds {largest}, the largest {dtype} "
+                            "number. Scale g and x0 down: the solution scales with them.")
+        else:
+            problems.append(f"g's norm overflows {dtype}: CG needs gᵀg = ‖g‖², which exceeds "
+                            f"{largest}, the largest {dtype} number. Scale g down: the "
+                            "solution x scales with g.")
+    else:
+        curvature_bad = len(cg.curvatures) > k and not np.isfinite(cg.curvatures[k])
+        what = f"p_{k}ᵀ(H+λI)p_{k}" if curvature_bad else f"‖r_{k + 1}‖²"
+        problems.append(f"CG broke down at iteration k = {k}: {what} is not finite in {dtype} "
+                        f"(beyond {largest}, or H·p_{k} is undefined). Scale g down, or pick "
+                        "another θ.")
+    return problems
+
+
+def _names(indices: np.ndarray, shown: int = 5) -> str:
+    names = ", ".join(f"x{i + 1}" for i in indices[:shown])
+    return names + (", …" if len(indices) > shown else "")
+
+
+def _add_rounding_notes(out: ExplorerResult) -> None:
+    """Set ``residual_floor`` and ``rounding_from``; say where ‖r_k‖ is rounding, and when
+    "converged" holds for the recursion but not for the answer."""
+    cg = out.cg
+    eps = float(np.finfo(DTYPES[out.dtype].as_numpy_dtype).eps)
+    with np.errstate(all="ignore"):
+        g_norm = float(np.linalg.norm(out.g))
+    if out.true_residuals is not None and np.any(np.isfinite(out.true_residuals)):
+        best_true = float(np.nanmin(out.true_residuals))
+        final_true = float(out.true_residuals[-1])
+    else:
+        best_true = final_true = cg.true_residual_norm
+    out.residual_floor = floor = analysis.rounding_floor(eps, g_norm, best_true)
+    below = cg.residual_norms < floor
+    if out.true_residuals is not None:  # an iterate that is that accurate is simply exact
+        below &= ~(out.true_residuals < floor)
+    threshold = max(out.settings.tol * g_norm, out.settings.atol)
+    false_claim = (cg.stop_reason == "converged" and final_true is not None
+                   and final_true > threshold)
+    if below.any():
+        out.rounding_from = int(np.flatnonzero(below)[0])
+    elif not false_claim:
+        return
+    k, final = cg.iterations, float(cg.residual_norms[-1])
+    parts = []
+    if false_claim:
+        how = " (float64, from the explicit H)" if out.true_residuals is not None else ""
+        parts.append(
+            f"'Converged' here only says that the recursive residual fell below tol·‖g‖ = "
+            f"{threshold:.1e}; the answer's true residual ‖g − (H+λI)x_{k}‖ = {final_true:.2e}"
+            f"{how} is above it: {out.dtype} cannot resolve this tolerance for this problem.")
+    if out.rounding_from is not None:
+        if best_true is not None and 0.5 * best_true >= eps * g_norm:
+            level = (f"{floor:.1e}, half the smallest true residual ‖g − (H+λI)x_j‖ of any "
+                     "iterate (no iterate is that accurate)")
+        else:
+            level = f"ε·‖g‖ = {floor:.1e}, the smallest residual {out.dtype} resolves against g"
+        parts.append(
+            f"From k = {out.rounding_from} on, the recursive residual ‖r_k‖ is below {level}: "
+            f"rounding in {out.dtype} (ε = {eps:.1e}) has parted the recursion from the "
+            "iterates, so that part of the curve is rounding, not convergence.")
+    if cg.true_residual_norm is not None:
+        parts.append(f"CG's check of its answer: true ‖g − (H+λI)x_{k}‖ = "
+                     f"{cg.true_residual_norm:.2e}, recursive ‖r_{k}‖ = {final:.2e}.")
+    if false_claim and g_norm > 0 and best_true is not None and best_true > 0:
+        reachable = 10 ** math.ceil(math.log10(best_true / g_norm))
+        if reachable < 1:
+            parts.append(f"A tolerance of {reachable:.0e} or more is within reach.")
+    out.notes.append(" ".join(parts))

@@ -39,7 +39,8 @@ def parse_vector(text: str, name: str, n: int | None = None) -> np.ndarray:
         if len(vector) == 1 and n > 1:
             return np.full(n, vector[0])
         if len(vector) != n:
-            raise InputError(f"{name} has {len(vector)} entries but the problem has n = {n}")
+            raise InputError(f"{name} has {len(vector)} entries but the problem has n = {n} "
+                             "(a single number is repeated n times)")
     return vector
 
 

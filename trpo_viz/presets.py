@@ -1,8 +1,9 @@
 """Presets of the CG explorer as plain data, each chosen to teach one thing about CG.
 
 A preset fills the explorer's inputs (the same names as its URL query parameters):
-``expr``, ``theta``, ``g``, ``damping``, ``iters`` (None: n, capped), ``tol``,
-``dtype``, ``hvp``, ``x0`` (empty: zeros). No Streamlit here: the page applies them.
+``expr``, ``theta``, ``g``, ``damping``, ``iters`` (None: n, capped), ``tol`` (None: the
+dtype's default, see :data:`trpo_viz.explorer.DEFAULT_TOL`), ``dtype``, ``hvp``, ``x0``
+(empty: zeros). No Streamlit here: the page applies them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Preset:
     g: str
     damping: float = 0.0
     iters: int | None = None
-    tol: float = 1e-10
+    tol: float | None = None
     dtype: str = "float64"
     hvp: str = "reverse"
     x0: str = ""
@@ -120,9 +121,11 @@ DEFAULT_PRESET = "source"
 DEFAULT_INPUTS = PRESETS[DEFAULT_PRESET].inputs()
 
 
+def preset_expression(key: str, kappa: float = DEFAULT_KAPPA) -> str:
+    """The expression preset ``key`` loads (the quadratic's follows ``kappa``)."""
+    return rotated_quadratic(kappa) if key == "quadratic" else PRESETS[key].expr
+
+
 def preset_inputs(key: str, kappa: float = DEFAULT_KAPPA) -> dict:
     """The inputs of preset ``key``; the quadratic's expression follows ``kappa``."""
-    values = PRESETS[key].inputs()
-    if key == "quadratic":
-        values["expr"] = rotated_quadratic(kappa)
-    return values
+    return PRESETS[key].inputs() | {"expr": preset_expression(key, kappa)}

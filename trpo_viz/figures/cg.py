@@ -22,6 +22,7 @@ COLORS = {
     "residual": "#1f77b4",
     "error": "#d62728",
     "bound": "#7f7f7f",
+    "true": "#17becf",
 }
 
 
@@ -151,7 +152,7 @@ def contour_figure(result) -> go.Figure:
     if sd is not None:
         pieces.append(sd)
     fig = go.Figure()
-    if result.hessian is None:
+    if result.hessian is None or not np.all(np.isfinite(result.hessian)):
         return components_figure(result)
     xs, ys, q, diagonal = _quadratic_grid(result, np.vstack(pieces))
     arrow = 0.2 * diagonal
@@ -307,26 +308,92 @@ def _positive(values) -> list:
     return np.where(np.isfinite(v) & (v > 0), v, np.nan).tolist()
 
 
-def convergence_figure(result) -> go.Figure:
-    """‖r_k‖ and relative error (left); A-norm error with the classical CG bound (right)."""
+def _drawable(values) -> bool:
+    """Whether ``values`` has anything to draw on a log axis."""
+    if values is None:
+        return False
+    v = np.asarray(values, dtype=np.float64)
+    return bool(np.any(np.isfinite(v) & (v > 0)))
+
+
+def rounding_band_level(result) -> float | None:
+    """The floor to shade on the residual plot, or None when no ‖r_k‖ is rounding."""
+    return None if result.rounding_from is None else result.residual_floor
+
+
+def convergence_figure(result) -> go.Figure | None:
+    """Residuals and relative error (left); A-norm error with the classical CG bound (right).
+
+    Left: the recursive ‖r_k‖, the true residual ‖g − (H+λI)x_k‖ (per iterate in float64
+    from the explicit H, else CG's own check of the last iterate) and the relative error,
+    over a grey band where ‖r_k‖ fell below the dtype's reach (rounding, not convergence).
+    None when nothing is positive and finite (e.g. g = 0): an empty log plot says nothing.
+    """
     cg = result.cg
     k = list(range(cg.iterations + 1))
+    series = [cg.residual_norms, result.true_residuals, result.relative_errors]
+    if not any(_drawable(v) for v in series + [result.a_norm_errors]):
+        return None
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=(
-        "residual ‖r_k‖ and relative error ‖x_k − x*‖/‖x*‖", "A-norm error ‖x_k − x*‖_A and bound"))
+        "residual ‖g − (H+λI)x_k‖ and relative error ‖x_k − x*‖/‖x*‖",
+        "A-norm error ‖x_k − x*‖_A and bound"))
+    hover = "k=%{x}<br>%{y:.3e}"
+    band = rounding_band_level(result)
+    if band is not None:
+        lowest = min(float(np.nanmin(_positive(v))) for v in series if _drawable(v))
+        bottom = min(lowest, band) / 10
+        right = max(cg.iterations, 1)
+        label = f"below {result.dtype}'s reach: rounding, not convergence"
+        fig.add_trace(go.Scatter(
+            x=[0, right, right, 0, 0], y=[bottom, bottom, band, band, bottom], fill="toself",
+            mode="lines", line={"width": 0}, fillcolor="rgba(127, 127, 127, 0.22)",
+            name=label, hoveron="fills", hoverinfo="name"), row=1, col=1)
+        fig.add_trace(go.Scatter(
+            x=[right / 2], y=[float(np.sqrt(bottom * band))], mode="text",
+            text=["rounding, not convergence"], textfont={"color": "#555555"},
+            showlegend=False, hoverinfo="skip"), row=1, col=1)
     fig.add_trace(go.Scatter(x=k, y=_positive(cg.residual_norms), mode="lines+markers",
-                             name="‖r_k‖", line={"color": COLORS["residual"]}), row=1, col=1)
-    if result.relative_errors is not None:
-        fig.add_trace(go.Scatter(x=k, y=_positive(result.relative_errors), mode="lines+markers",
-                                 name="relative error", line={"color": COLORS["error"]}),
+                             name="‖r_k‖ (recursive)", line={"color": COLORS["residual"]},
+                             hovertemplate=hover + "<extra>‖r_k‖</extra>"), row=1, col=1)
+    if _drawable(result.true_residuals):
+        fig.add_trace(go.Scatter(x=k, y=_positive(result.true_residuals), mode="lines+markers",
+                                 name="true ‖g − (H+λI)x_k‖",
+                                 line={"color": COLORS["true"], "dash": "dot"},
+                                 marker={"symbol": "circle-open", "size": 9},
+                                 hovertemplate=hover + "<extra>true residual</extra>"),
                       row=1, col=1)
-    if result.a_norm_errors is not None:
+    elif _drawable([cg.true_residual_norm]):
+        fig.add_trace(go.Scatter(x=[cg.iterations], y=[cg.true_residual_norm], mode="markers",
+                                 name="true ‖g − (H+λI)x_k‖ of the result",
+                                 marker={"symbol": "circle-open", "size": 11,
+                                         "color": COLORS["true"]},
+                                 hovertemplate=hover + "<extra>true residual</extra>"),
+                      row=1, col=1)
+    if _drawable(result.relative_errors):
+        fig.add_trace(go.Scatter(x=k, y=_positive(result.relative_errors), mode="lines+markers",
+                                 name="relative error", line={"color": COLORS["error"]},
+                                 hovertemplate=hover + "<extra>relative error</extra>"),
+                      row=1, col=1)
+    if _drawable(result.a_norm_errors):
         fig.add_trace(go.Scatter(x=k, y=_positive(result.a_norm_errors), mode="lines+markers",
-                                 name="‖e_k‖_A", line={"color": COLORS["cg"]}), row=1, col=2)
-    if result.error_bound is not None and np.any(np.isfinite(result.error_bound)):
-        fig.add_trace(go.Scatter(x=k, y=_positive(result.error_bound), mode="lines",
-                                 name="bound 2((√κ−1)/(√κ+1))^k ‖e_0‖_A",
-                                 line={"color": COLORS["bound"], "dash": "dash"}), row=1, col=2)
-    fig.update_yaxes(type="log", exponentformat="power")
+                                 name="‖e_k‖_A", line={"color": COLORS["cg"]},
+                                 hovertemplate=hover + "<extra>‖e_k‖_A</extra>"), row=1, col=2)
+        if _drawable(result.error_bound):
+            fig.add_trace(go.Scatter(x=k, y=_positive(result.error_bound), mode="lines",
+                                     name="bound 2((√κ−1)/(√κ+1))^k ‖e_0‖_A",
+                                     line={"color": COLORS["bound"], "dash": "dash"},
+                                     hovertemplate=hover + "<extra>bound</extra>"),
+                          row=1, col=2)
+        fig.update_yaxes(type="log", exponentformat="power", row=1, col=2)
+    else:
+        why = ("H is not formed (n too large)" if result.hessian is None else
+               "there is no exact solution x*" if result.reference is None else
+               "H + λI is not positive definite")
+        fig.add_annotation(text=f"No A-norm error: {why}.", showarrow=False,
+                           xref="x2 domain", yref="y2 domain", x=0.5, y=0.5)
+        fig.update_xaxes(visible=False, row=1, col=2)
+        fig.update_yaxes(visible=False, row=1, col=2)
+    fig.update_yaxes(type="log", exponentformat="power", row=1, col=1)
     fig.update_xaxes(title_text="iteration k", rangemode="tozero")
     fig.update_layout(height=420, margin={"t": 60},
                       legend={"orientation": "h", "y": -0.2, "yanchor": "top", "x": 0})
@@ -362,7 +429,8 @@ def spectrum_figure(result) -> go.Figure | None:
 
 
 def trace_table(result) -> dict[str, list]:
-    """Per-iteration columns k, ‖r_k‖, α_k, β_k, p_kᵀ(H+λI)p_k, relative error (None: n/a).
+    """Per-iteration columns k, ‖r_k‖, α_k, β_k, p_kᵀ(H+λI)p_k, relative error and, with
+    the explicit H, the true residual ‖g − (H+λI)x_k‖ (None: n/a or not finite).
 
     Row k holds the step from x_k to x_{k+1}; the last row has no step unless CG
     stopped on non-positive curvature, whose p_kᵀAp_k it shows.
@@ -372,9 +440,10 @@ def trace_table(result) -> dict[str, list]:
 
     def column(values) -> list:
         values = [] if values is None else list(np.asarray(values, dtype=np.float64))
-        return [float(values[k]) if k < len(values) else None for k in range(rows)]
+        return [float(values[k]) if k < len(values) and np.isfinite(values[k]) else None
+                for k in range(rows)]
 
-    return {
+    table = {
         "k": list(range(rows)),
         "‖r_k‖": column(cg.residual_norms),
         "α_k": column(cg.alphas),
@@ -382,3 +451,6 @@ def trace_table(result) -> dict[str, list]:
         "p_kᵀAp_k": column(cg.curvatures),
         "relative error": column(result.relative_errors),
     }
+    if result.true_residuals is not None:
+        table["true ‖g − (H+λI)x_k‖"] = column(result.true_residuals)
+    return table
