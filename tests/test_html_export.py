@@ -54,6 +54,7 @@ def synthetic_record(update: int, rng: np.random.Generator) -> UpdateRecord:
         accepted=accepted, backtracks=len(candidates) - 1,
         step_fraction=fractions[-1] if accepted else 0.0, step_norm=0.3,
         cg_iterations=iterations, cg_stop_reason="max_iter", cg_residuals=residuals,
+        cg_curvatures=rng.uniform(0.5, 2.0, iterations).tolist(),
     )
 
 
@@ -268,6 +269,9 @@ def test_float32_only_where_faithful():
     big = plain(np.array([2**40, 1], np.int64))
     assert big["dtype"] == "f8" and typed(big).tolist() == [2.0**40, 1.0]
     assert plain([math.nan, 1.0, np.float32(2)]) == [None, 1.0, 2.0]
+    exact = plain(np.array([1 / 3, 2.0]), float32=False)
+    assert exact["dtype"] == "f8" and typed(exact).tolist() == [1 / 3, 2.0]
+    assert plain(np.array([0.5], np.float32), float32=False)["dtype"] == "f4"
 
 
 def test_user_text_is_escaped_everywhere(run):
@@ -360,6 +364,22 @@ def test_export_html_reads_the_store(stored):
     assert present == [r.update % 2 == 0 for r in records]
 
 
+@pytest.mark.parametrize("damage", ["junk blob", "orphan slice"])
+def test_export_html_refuses_a_damaged_store(stored, damage):
+    from trpo_viz.runs.store import RunStore, StoreError
+
+    path, run_id, records = stored
+    with RunStore(path) as store:
+        if damage == "junk blob":
+            store.db.execute("UPDATE slices SET data = ? WHERE run_id = ? AND idx = 2",
+                             (b"PK not an npz", run_id))
+        else:
+            store.db.execute("DELETE FROM records WHERE run_id = ? AND idx = 4", (run_id,))
+            store.db.execute("DELETE FROM records WHERE run_id = ? AND idx = 5", (run_id,))
+        with pytest.raises(StoreError, match="damaged"):
+            run_export.export_html(store, run_id)
+
+
 def runs_cli(*argv) -> int:
     from trpo_viz.runs.command import add_runs_parser, run_runs
 
@@ -405,6 +425,17 @@ def test_explorer_page_holds_its_figures_inputs_and_table(explorer_page):
     assert sum(tag == "tr" for tag, _ in parsed.tags) >= result.cg.iterations + 2
     text = " ".join(parsed.text)
     assert result.text in text and result.cg.stop_reason in text
+    # The explorer is about rounding: its numbers travel in float64, bit for bit.
+    (residuals,) = [t["y"] for t in figures["convergence"]["data"]
+                    if str(t.get("name")).startswith("‖r_k‖")]
+    assert not isinstance(residuals, dict) or residuals["dtype"] == "f8"
+    shown = typed([math.nan if v is None else v for v in residuals]
+                  if isinstance(residuals, list) else residuals)
+    np.testing.assert_array_equal(shown[np.isfinite(shown)],
+                                  result.cg.residual_norms[result.cg.residual_norms > 0])
+    iterates = figures["iterates"]["frames"][-1]["data"][1]["x"]  # CG path x1 (numpy)
+    assert isinstance(iterates, dict) and iterates["dtype"] == "f8"
+    np.testing.assert_array_equal(typed(iterates), result.cg.iterates[:, 0])
 
 
 # ----------------------------------------------------------------------------- in a browser
@@ -484,6 +515,14 @@ def test_run_page_replays_updates_offline(chromium, run_page, run, tmp_path):
         tab.locator("#update-slider").fill("7")
         tab.wait_for_function("document.getElementById('slice').data.length > 0")
         tab.wait_for_function("document.querySelector('#update-number').textContent === '8'")
+        tab.locator("h1").click()  # focus off the slider: the arrow keys step through updates
+        tab.keyboard.press("ArrowRight")
+        tab.wait_for_function("document.querySelector('#update-number').textContent === '9'")
+        tab.click("#play")  # plays on from here, one update at a time, and stops at the end
+        tab.wait_for_function(f"document.querySelector('#update-number').textContent === "
+                              f"'{last}' && document.querySelector('#play').textContent"
+                              ".includes('Play')")
+        tab.locator("#update-slider").fill("7")
         tab.screenshot(path=str(screenshot_dir() / "html-export-run.png"), full_page=True)
     finally:
         context.close()

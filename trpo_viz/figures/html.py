@@ -70,28 +70,29 @@ def script_json(value) -> str:
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def figure_dict(fig) -> dict:
+def figure_dict(fig, float32: bool = True) -> dict:
     """A figure as a JSON-ready dict ``{"data": [...], "layout": {...}}`` (+ ``frames``).
 
-    Numeric arrays stay in Plotly's typed-array form (``{"dtype", "bdata"}``, base64),
-    as float32 where that is faithful to ``FLOAT32_RTOL``; NaN and ±Inf elsewhere become
-    null (a gap, as in Plotly's own JSON).
+    Numeric arrays stay in Plotly's typed-array form (``{"dtype", "bdata"}``, base64);
+    with ``float32``, float arrays travel as float32 where that is faithful to
+    ``FLOAT32_RTOL`` (half the size; a chart cannot show the difference). NaN and ±Inf
+    outside arrays become null (a gap, as in Plotly's own JSON).
     """
-    return plain(fig.to_plotly_json())
+    return plain(fig.to_plotly_json(), float32)
 
 
-def plain(value):
+def plain(value, float32: bool = True):
     """Recursively JSON-ready: numpy → typed arrays or Python numbers, NaN → None."""
     if isinstance(value, dict):
         if "bdata" in value and "dtype" in value:
-            return _compact_typed_array(value)
-        return {str(k): plain(v) for k, v in value.items()}
+            return _compact_typed_array(value, float32)
+        return {str(k): plain(v, float32) for k, v in value.items()}
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "fiub" and value.size:
-            return _typed_array(value)
-        return plain(value.tolist())
+            return _typed_array(value, float32)
+        return plain(value.tolist(), float32)
     if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
+        return [plain(v, float32) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -99,15 +100,15 @@ def plain(value):
     return value
 
 
-def _typed_array(array: np.ndarray) -> dict:
+def _typed_array(array: np.ndarray, float32: bool) -> dict:
     if array.dtype.kind == "f":
-        array = array.astype(np.float64)
-        narrow = array.astype(np.float32)
-        with np.errstate(all="ignore"):
-            faithful = np.isclose(narrow.astype(np.float64), array, rtol=FLOAT32_RTOL, atol=0.0,
-                                  equal_nan=True).all()  # false past float32's range
-        if faithful:
-            array = narrow
+        if array.dtype != np.float32:
+            array = array.astype(np.float64)
+            narrow = array.astype(np.float32)
+            with np.errstate(all="ignore"):  # not faithful past float32's range
+                if float32 and np.isclose(narrow.astype(np.float64), array, atol=0.0,
+                                          rtol=FLOAT32_RTOL, equal_nan=True).all():
+                    array = narrow
         dtype = "f4" if array.dtype == np.float32 else "f8"
     elif array.dtype.kind == "b":
         array, dtype = array.astype(np.uint8), "u1"
@@ -129,15 +130,15 @@ _NUMPY_DTYPES = {"f8": "<f8", "f4": "<f4", "i1": "i1", "u1": "u1", "i2": "<i2", 
                  "i4": "<i4", "u4": "<u4"}
 
 
-def _compact_typed_array(spec: dict) -> dict:
-    """Plotly's own typed array, re-encoded (as float32 where faithful)."""
+def _compact_typed_array(spec: dict, float32: bool) -> dict:
+    """Plotly's own typed array, re-encoded (as float32 where faithful and wanted)."""
     dtype = _NUMPY_DTYPES.get(spec["dtype"])
     if dtype is None:
         return dict(spec)
     array = np.frombuffer(base64.b64decode(spec["bdata"]), dtype=dtype)
     if "shape" in spec:
         array = array.reshape([int(s) for s in str(spec["shape"]).split(",")])
-    return _typed_array(array)
+    return _typed_array(array, float32)
 
 
 def split_common(items: list[dict], base: dict) -> list[dict]:
@@ -286,5 +287,5 @@ def explorer_html(result) -> str:
         "<footer>Exported from trpo-viz. Self-contained: opens offline, no network.</footer>"
     )
     data = {"config": PLOT_CONFIG,
-            "figures": {name: figure_dict(fig) for name, fig in figures.items()}}
+            "figures": {name: figure_dict(fig, float32=False) for name, fig in figures.items()}}
     return html_page(f"CG: {result.text}", body, data, _EXPLORER_SCRIPT)

@@ -31,11 +31,18 @@ PLAY_MS = 700  # Play: one update per this many milliseconds
 
 def export_html(store, run_id: str) -> str:
     """The stored run ``run_id`` as one HTML document (:class:`StoreError` if unknown/damaged)."""
+    from trpo_viz.runs.schema import StoreError
     from trpo_viz.runs.validate import slice_from_npz
 
     info = store.run(run_id)
     records = store.records(run_id)
-    slices = {update: slice_from_npz(data) for update, data in store.slices(run_id).items()}
+    by_update = {record.update: record for record in records}
+    slices = {}
+    for update, data in store.slices(run_id).items():
+        if update not in by_update:  # written with its record in one transaction
+            raise StoreError(f"the run store is damaged: the slice of update {update + 1} "
+                             "has no record")
+        slices[update] = slice_from_npz(data, by_update[update])
     return run_html(info.name, json.loads(info.config_json), records, slices)
 
 
@@ -108,11 +115,14 @@ def _update_info(record, total: int) -> dict:
 
 def _charts(records: list, shown: list, slices: dict[int, dict]) -> dict:
     """The static charts whole; the per-update ones as a base figure plus patches."""
+    # Each figure becomes a plain dict at once: a thousand live Plotly figures would make
+    # every garbage collection crawl through millions of their objects.
     per_update = {
-        "cg": [trpo_figures.cg_residuals_figure(r) for r in shown],
-        "line_search": [trpo_figures.line_search_figure(r) for r in shown],
+        "cg": [figure_dict(trpo_figures.cg_residuals_figure(r)) for r in shown],
+        "line_search": [figure_dict(trpo_figures.line_search_figure(r)) for r in shown],
         "slice": [None if slices.get(r.update) is None
-                  else trpo_figures.trust_region_slice_figure(slices[r.update]) for r in shown],
+                  else figure_dict(trpo_figures.trust_region_slice_figure(slices[r.update]))
+                  for r in shown],
     }
     history = figure_dict(trpo_figures.trust_region_history_figure(records))
     return {
@@ -132,14 +142,13 @@ def _axis_pairs(layout: dict) -> list[list[str]]:
     return pairs or [["x", "y"]]
 
 
-def patched(figures: list) -> dict:
-    """Figures of one kind as ``{"layout", "traces", "updates"}``: the first present
-    figure's layout and traces, and for each figure (None: absent) the differences,
-    ``{"layout": patch, "traces": [[base index or None, patch], ...]}``.
+def patched(dicts: list[dict | None]) -> dict:
+    """Figures of one kind (:func:`figure_dict` dicts) as ``{"layout", "traces", "updates"}``:
+    the first present figure's layout and traces, and for each figure (None: absent) the
+    differences, ``{"layout": patch, "traces": [[base index or None, patch], ...]}``.
 
     A trace is patched onto the base trace at its own index when both have the same
     type, else it travels whole (base index None)."""
-    dicts = [None if fig is None else figure_dict(fig) for fig in figures]
     present = [i for i, d in enumerate(dicts) if d is not None]
     if not present:
         return {"layout": {}, "traces": [], "updates": [None] * len(dicts)}
@@ -205,24 +214,51 @@ _SCRIPT = """
             line: {color: "#ff7f0e", width: 2, dash: "dot"}};
   }
 
-  function learningCurve(info) {
-    const figure = clone(page.learning);
-    figure.layout.shapes = (figure.layout.shapes || []).concat([vline(["x", "y"], info.timesteps)]);
-    figure.data.push({type: "scatter", mode: "markers", name: "update " + info.label,
-      x: [info.timesteps], y: [info.mean_return],
-      marker: {color: "#ff7f0e", size: 14, symbol: "diamond", line: {color: "black", width: 1}}});
-    return figure;
-  }
-
-  function history(info) {
-    const figure = clone(page.history);
-    const marks = page.history_axes.map((pair) => vline(pair, info.label));
-    figure.layout.shapes = (figure.layout.shapes || []).concat(marks);
-    return figure;
+  // The learning curve and history are drawn once; then only their marks move.
+  const marker = {color: "#ff7f0e", size: 14, symbol: "diamond", line: {color: "black", width: 1}};
+  let marked = false;
+  function mark(info) {
+    const learningShapes = (page.learning.layout.shapes || [])
+      .concat([vline(["x", "y"], info.timesteps)]);
+    const historyShapes = (page.history.layout.shapes || [])
+      .concat(page.history_axes.map((pair) => vline(pair, info.label)));
+    const name = "update " + info.label;
+    if (!marked) {
+      marked = true;
+      const learning = clone(page.learning);
+      learning.layout.shapes = learningShapes;
+      learning.data.push({type: "scatter", mode: "markers", name: name, marker: marker,
+                          x: [info.timesteps], y: [info.mean_return]});
+      const history = clone(page.history);
+      history.layout.shapes = historyShapes;
+      Plotly.newPlot("learning", learning.data, learning.layout, page.config);
+      Plotly.newPlot("history", history.data, history.layout, page.config);
+      return;
+    }
+    Plotly.update("learning", {x: [[info.timesteps]], y: [[info.mean_return]], name: [name]},
+                  {shapes: learningShapes}, [page.learning.data.length]);
+    Plotly.relayout("history", {shapes: historyShapes});
   }
 
   function draw(id, figure) {
     return Plotly.react(id, figure.data, figure.layout, page.config);
+  }
+
+  // The text follows every slider event; the charts draw at most once per frame, for the
+  // latest position, so dragging through hundreds of updates stays fluid.
+  let wanted = -1;
+  let drawn = -1;
+  let scheduled = false;
+  function drawWanted() {
+    scheduled = false;
+    if (wanted === drawn) { return; }
+    drawn = wanted;
+    const info = updates[drawn];
+    mark(info);
+    draw("cg", figureAt("cg", drawn));
+    draw("line_search", figureAt("line_search", drawn));
+    draw("slice", figureAt("slice", drawn) ||
+         absent("no trust-region slice stored for update " + info.label));
   }
 
   function show(i) {
@@ -232,12 +268,8 @@ _SCRIPT = """
     document.getElementById("update-number").textContent = String(info.label);
     document.getElementById("update-total").textContent = String(info.of);
     document.getElementById("update-text").textContent = info.text;
-    draw("learning", learningCurve(info));
-    draw("history", history(info));
-    draw("cg", figureAt("cg", i));
-    draw("line_search", figureAt("line_search", i));
-    draw("slice", figureAt("slice", i) ||
-         absent("no trust-region slice stored for update " + info.label));
+    wanted = i;
+    if (!scheduled) { scheduled = true; requestAnimationFrame(drawWanted); }
   }
 
   let timer = null;
@@ -265,5 +297,6 @@ _SCRIPT = """
     if (step) { stop(); show(Number(slider.value) + step); event.preventDefault(); }
   });
   show(Number(slider.value));
+  drawWanted();  // the first drawing does not wait for a frame (a hidden tab gets none)
 })();
 """
