@@ -119,6 +119,7 @@ def test_fits_recover_slopes_and_the_crossover():
     assert fits.hvp_cg_time.slope == pytest.approx(1.0) and fits.hvp_cg_time.points == 5
     assert fits.hvp_cg_memory.slope == pytest.approx(1.0)
     assert fits.crossover_n == pytest.approx(100.0) and fits.crossover_extrapolated
+    assert fits.explicit_faster_at == [] and fits.explicit_time.n_range[0] / 100 < 10
     np.testing.assert_allclose(fits.explicit_time([10_000]), [1e3])  # the dashed extrapolation
     json.dumps(fits.to_dict())
     assert power_fit([100, 100], [1.0, 2.0]) is None  # one distinct N: no slope
@@ -137,3 +138,16 @@ def test_peak_memory_sees_a_transient_allocation():
     assert 0.9 * size <= extra <= 2 * size
     _, _, idle = memory.measure(lambda: None)
     assert idle < 8 * 2**20
+
+
+def test_no_crossover_is_claimed_far_outside_the_measurements():
+    # explicit 1e-3·N^1.2 s vs CG 1e-3·N^0.5 s: the lines meet at N = 1, not near 10²…10³.
+    rows = [_row(n, 1e-3 * n**1.2, 1e-3 * n**0.5) for n in (100, 300, 1000)]
+    fits = fit_costs(rows)
+    assert fits.crossover_n is None and fits.crossover_extrapolated is None
+    assert any("no crossover is claimed" in note for note in fits.notes)
+    # Where the explicit route is faster, it is said so from the measurements themselves.
+    rows = [_row(100, 1e-4, 1e-3), _row(1000, 1e-1, 1e-2)]
+    fits = fit_costs(rows)
+    assert fits.explicit_faster_at == [100]
+    assert 100 <= fits.crossover_n <= 1000 and not fits.crossover_extrapolated

@@ -44,6 +44,7 @@ DEFAULT_BUDGET = 512 * 2**20  # bytes the explicit route may take (modelled peak
 DAMPING = 0.1  # TRPO's usual CG damping: H + λI is positive definite
 WARM_EXPLICIT_N = 2000  # below this, form H once untimed first (tracing would dominate)
 ITEMSIZE = 4  # float32 throughout, as networks are trained
+CROSSOVER_REACH = 10.0  # report a fitted crossover at most this factor beyond measured N
 
 
 def mlp_width(n_params: int, inputs: int = INPUTS) -> int:
@@ -296,9 +297,12 @@ def power_fit(ns, values) -> PowerFit | None:
 class CostFits:
     """Log-log slopes of both routes and where their fitted times cross.
 
-    ``crossover_n``: N where the fitted explicit time equals the fitted CG time (None when
-    the fits do not cross); ``crossover_extrapolated``: True when that N lies outside the
-    N where the explicit route was measured. ``explicit_memory`` fits measured rows only
+    ``crossover_n``: N where the fitted explicit time equals the fitted CG time, when that
+    lies within a factor ``CROSSOVER_REACH`` of the N where the explicit route was
+    measured (else None, with a note: two power laws fitted over 10²…10³·⁵ say nothing
+    about N ≈ 1); ``crossover_extrapolated``: True when it lies outside that range.
+    ``explicit_faster_at``: the measured N where the explicit route beat k CG iterations.
+    ``explicit_memory`` fits measured rows only
     (a row whose peak read as 0, memory reused from earlier work, is left out);
     ``hvp_cg_memory`` fits the model.
     """
@@ -309,6 +313,7 @@ class CostFits:
     hvp_cg_memory: PowerFit | None
     crossover_n: float | None
     crossover_extrapolated: bool | None
+    explicit_faster_at: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -329,17 +334,25 @@ def fit_costs(rows: list[CostRow]) -> CostFits:
         log_n = (cg_time.log_coefficient - explicit_time.log_coefficient) / (
             explicit_time.slope - cg_time.slope
         )
-        if log_n < 50:
-            crossover = float(np.exp(log_n))
-            lo, hi = explicit_time.n_range
+        lo, hi = explicit_time.n_range
+        value = float(np.exp(min(log_n, 700.0)))
+        if lo / CROSSOVER_REACH <= value <= hi * CROSSOVER_REACH:
+            crossover = value
             extrapolated = not lo <= crossover <= hi
+        else:
+            notes.append(
+                f"the fitted time lines meet at N ≈ {value:.3g}, far outside the measured "
+                f"N = {lo}…{hi}: no crossover is claimed"
+            )
+    faster = [r.n for r in rows if r.explicit_seconds is not None
+              and r.explicit_seconds < r.hvp_cg_seconds]
     if explicit_time is None:
         notes.append("fewer than two sizes with a measured explicit route: no slope")
     if explicit_memory is None and explicit_time is not None:
         notes.append("the explicit route's memory could not be measured here: no slope")
     notes.append("CG's memory is the model (vectors + activations), not a measurement")
     return CostFits(explicit_time, explicit_memory, cg_time, cg_memory, crossover, extrapolated,
-                    notes)
+                    faster, notes)
 
 
 class CostLab:
