@@ -177,3 +177,15 @@ def test_negative_curvature_shows_a_non_positive_ritz_value():
     assert len(rejected) == 2 and rejected[0] <= 0
     # Two steps span R²: T_2 is H in the Lanczos basis, so its eigenvalues are H's.
     np.testing.assert_allclose(rejected, [-2.0, 2.0], atol=1e-12)
+
+
+def test_pcg_negative_curvature_ritz_values_are_those_of_the_preconditioned_matrix():
+    """A = diag(2, −2), M = |diag A| = 2I: M^{-1/2}AM^{-1/2} = diag(1, −1)."""
+    from trpo_viz.jacobi import JacobiPreconditioner
+    from trpo_viz.pcg import PreconditionedCG
+
+    a = tf.constant(np.diag([2.0, -2.0]))
+    pcg = PreconditionedCG(lambda v: tf.linalg.matvec(a, v))
+    result = pcg.solve([2.0, 1.0], JacobiPreconditioner(np.array([2.0, -2.0]), "exact", 2))
+    assert result.stop_reason == "negative_curvature" and result.iterations == 1
+    np.testing.assert_allclose(krylov_view(result).rejected_ritz_values, [-1.0, 1.0], atol=1e-12)

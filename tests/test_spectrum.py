@@ -98,6 +98,9 @@ def test_steps_are_validated_and_capped(operator):
         lanczos.run(N, 0)
     with pytest.raises(InputError, match="start"):
         lanczos.run(N, 5, start=np.zeros(N))
+    big = Lanczos(lambda v: v)  # never traced: the size check comes first
+    with pytest.raises(InputError, match="smaller k"):
+        big.run(2_000_000, 100)
 
 
 def test_quadrature_of_one_start_is_exact_for_low_degree_moments(operator):

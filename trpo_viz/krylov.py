@@ -283,7 +283,9 @@ def krylov_view(
     )
     rejected = None
     if cg.stop_reason == "negative_curvature" and len(cg.curvatures) > k:
-        last = float(cg.curvatures[k]) / float(cg.residual_norms[k]) ** 2
+        # 1/α_k = p_kᵀAp_k / r_kᵀz_k (z_k = r_k for CG; PCG records √(r_kᵀz_k)).
+        norms = getattr(cg, "preconditioned_norms", cg.residual_norms)
+        last = float(cg.curvatures[k]) / float(norms[k]) ** 2
         diagonal, off_diagonal = lanczos_tridiagonal(alphas, betas, last_inverse_alpha=last)
         if np.all(np.isfinite(diagonal)) and np.all(np.isfinite(off_diagonal)):
             rejected = np.sort(_eigh_tridiagonal(diagonal, off_diagonal, vectors=False))

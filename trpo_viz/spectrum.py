@@ -43,6 +43,7 @@ MAX_STARTS = 32  # SLQ random starts one request may ask for
 DEFAULT_STARTS = 4
 EXACT_COMPARE_N = 2000  # compare with numpy.linalg.eigvalsh of the explicit H up to this n
 EXTREMES = 5  # Ritz values reported at each end
+MAX_BASIS_BYTES = 1 << 30  # the (k+1) × n Lanczos basis one run may hold
 
 
 def lanczos_loop(
@@ -177,7 +178,9 @@ class Lanczos:
         Parameters
         ----------
         n : size of A.
-        k : steps (products with A), 1 ≤ k; capped at n (K_n is the whole space).
+        k : steps (products with A), 1 ≤ k ≤ MAX_STEPS; capped at n (K_n is the whole
+            space). Full reorthogonalisation keeps all k + 1 vectors: (k+1)·n entries, at
+            most MAX_BASIS_BYTES.
         start : starting vector (length n, non-zero); None draws z ∈ {±1}ⁿ.
         seed : seed for the Rademacher start.
         dtype : dtype of the products (the operator's).
@@ -187,6 +190,12 @@ class Lanczos:
         :class:`LanczosResult`; T_k's eigen-decomposition is done in float64.
         """
         k = check_steps(k, n)
+        basis_bytes = (k + 1) * n * dtype.size
+        if basis_bytes > MAX_BASIS_BYTES:
+            raise InputError(
+                f"k = {k} Lanczos vectors of n = {n:,} entries take {basis_bytes / 2**20:,.0f} MiB"
+                f" (at most {MAX_BASIS_BYTES / 2**20:,.0f} MiB): choose a smaller k"
+            )
         if start is None:
             start = rademacher(n, seed)
         start = np.asarray(start, np.float64)
