@@ -95,6 +95,7 @@ class _Connection:
 
     def connect(self, address: str | None, workers: int | None) -> EngineInfo:
         address = check_address(address)
+        workers = workers or os.cpu_count() or 1
         key = (address, None if address else workers)
         with self.lock:
             if self.info is not None and self.key == key and self._alive():
@@ -154,7 +155,7 @@ def _own_ray(address, workers, ready, release, outcome) -> None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get(
             "PYTHONPATH")]))
         runtime_env = {"env_vars": env}
-        kwargs = {"address": "local", "num_cpus": workers or os.cpu_count() or 1}
+        kwargs = {"address": "local", "num_cpus": workers}
     else:  # another machine's workers get this package from the driver
         runtime_env = {"env_vars": env, "py_modules": [str(ROOT / "trpo_viz")]}
         kwargs = {"address": address}

@@ -7,7 +7,6 @@ only once Ray is up, so a refused or unreachable sweep leaves nothing behind.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,12 +25,10 @@ class SweepRun:
 
 
 def default_parallel(address: str | None, workers: int | None, info: engine.EngineInfo) -> int:
-    """Trials at once: ``workers`` if given, else the CPU count (local) or the cluster's CPUs."""
+    """Trials at once: ``workers`` if given, else every CPU Ray has (local or cluster)."""
     if workers:
         return workers
-    if address:
-        return max(1, int(info.cpus))
-    return os.cpu_count() or 1
+    return max(1, int(info.cpus))
 
 
 def check(spec: SweepSpec, db_path, sweep_id: str) -> None:
@@ -46,9 +43,12 @@ def check(spec: SweepSpec, db_path, sweep_id: str) -> None:
 
 def execute(spec: SweepSpec, db_path, sweep_id: str | None = None, address: str | None = None,
             workers: int | None = None, cancel: threading.Event | None = None,
-            on_event: Callable | None = None,
+            on_event: Callable | None = None, parallel: int | None = None,
             on_ready: Callable[[str, engine.EngineInfo, list], None] | None = None) -> SweepRun:
     """Run ``spec`` (or continue sweep ``sweep_id``) and store every trial.
+
+    ``workers``: the local Ray instance's CPUs (default: the CPU count; ignored with an
+    address). ``parallel``: trials at once (default: ``workers``, else all CPUs Ray has).
 
     ``on_ready(sweep_id, engine_info, planned)`` is called once the trials are stored
     and about to start. Raises GridError / ValueError / EngineError before anything is
@@ -57,8 +57,9 @@ def execute(spec: SweepSpec, db_path, sweep_id: str | None = None, address: str 
     from trpo_viz.runs.store import RunStore
 
     address = engine.check_address(address)
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    for name, value in (("workers", workers), ("parallel", parallel)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     sweep_id = storage.check_sweep_id(sweep_id) if sweep_id else storage.new_sweep_id()
     check(spec, db_path, sweep_id)
     info = engine.connect(address, workers)
@@ -67,6 +68,7 @@ def execute(spec: SweepSpec, db_path, sweep_id: str | None = None, address: str 
         planned = storage.prepare_trials(store, sweep_id, spec)
         if on_ready is not None:
             on_ready(sweep_id, info, planned)
-        outcomes = engine.drive(store, planned, default_parallel(address, workers, info),
+        outcomes = engine.drive(store, planned,
+                                parallel or default_parallel(address, workers, info),
                                 cancel, on_event)
     return SweepRun(sweep_id, info, outcomes, cancel.is_set())
