@@ -60,3 +60,31 @@ def test_running_mean_std_matches_numpy():
     np.testing.assert_allclose(rms.mean, data.mean(0), rtol=1e-4)
     np.testing.assert_allclose(rms.var, data.var(0), rtol=1e-4)
     assert rms.count == pytest.approx(50, abs=1e-3)
+
+
+def test_gae_with_float32_values_is_computed_in_float64():
+    """The value network's float32 outputs must not pull γ·V(s') down to float32 (NEP 50).
+
+    Values near 100 (CartPole's 1/(1 − γ)) with small differences between steps: in float32,
+    γ·V(s') would be rounded to about 4e-6 before it meets the rewards, an error as large
+    as the advantages here. The reference is a plain float64 loop over the same inputs.
+    """
+    rng = np.random.default_rng(4)
+    T, n, gamma, lam = 64, 3, 0.99, 0.98
+    values = (100.0 + 1e-3 * rng.standard_normal((T, n))).astype(np.float32)
+    next_values = np.vstack([values[1:], values[-1:]]).astype(np.float32)
+    rewards = np.ones((T, n), np.float32)
+    no = np.zeros((T, n), bool)
+    advantages, returns = gae_advantages(rewards, values, next_values, no, no, gamma, lam)
+    assert advantages.dtype == returns.dtype == np.float64
+
+    v, v_next = values.astype(np.float64), next_values.astype(np.float64)
+    expected = np.zeros((T, n))
+    running = np.zeros(n)
+    for t in reversed(range(T)):
+        running = 1.0 + gamma * v_next[t] - v[t] + gamma * lam * running
+        expected[t] = running
+    # Float64 round-off only: a few ε64 of the largest term (≈ 100) per step of the sum.
+    np.testing.assert_allclose(advantages, expected, rtol=0, atol=T * 100 * 1e-15)
+    np.testing.assert_allclose(returns, expected + v, rtol=0, atol=T * 100 * 1e-15)
+    assert np.abs(expected).max() < 1.0  # the advantages are small beside the values

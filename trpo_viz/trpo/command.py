@@ -13,7 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from trpo_viz.trpo.config import HVP_MODES, TRPOConfig, available_envs, default_config
+from trpo_viz.trpo.config import (
+    FVP_DTYPES,
+    HVP_MODES,
+    TRPOConfig,
+    available_envs,
+    default_config,
+)
 
 
 class TrainUsageError(ValueError):
@@ -29,6 +35,7 @@ _HYPERPARAMETERS = [
     ("--gae-lambda", "gae_lambda", float, "GAE λ"),
     ("--cg-max-steps", "cg_max_steps", int, "conjugate-gradient iterations"),
     ("--cg-damping", "cg_damping", float, "damping λ added to the Fisher"),
+    ("--cg-rtol", "cg_rtol", float, "CG stops when its recursive ‖r‖ ≤ this·‖g‖"),
     ("--line-search-shrink", "line_search_shrink", float, "backtracking factor"),
     ("--max-backtracks", "max_backtracks", int, "line-search shrinks allowed"),
     ("--fvp-subsample", "fvp_subsample", float, "fraction of the batch for F·v"),
@@ -54,6 +61,12 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--hidden", default=None, help="hidden layer sizes, e.g. 64,64")
     parser.add_argument("--activation", choices=("tanh", "relu"), default=None)
     parser.add_argument("--hvp-mode", choices=HVP_MODES, default=None)
+    parser.add_argument(
+        "--fvp-dtype",
+        choices=FVP_DTYPES,
+        default=None,
+        help="precision of the Fisher-vector products and CG (float32)",
+    )
     parser.add_argument("--normalize-obs", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--normalize-reward", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--metrics", default=None, help="write one JSON line per update here")
@@ -78,7 +91,7 @@ def config_from_args(args) -> TRPOConfig:
         for flag, field, _, _ in _HYPERPARAMETERS
         if getattr(args, flag[2:].replace("-", "_")) is not None
     }
-    for name in ("activation", "hvp_mode", "normalize_obs", "normalize_reward"):
+    for name in ("activation", "hvp_mode", "fvp_dtype", "normalize_obs", "normalize_reward"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.steps is not None:

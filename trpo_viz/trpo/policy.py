@@ -9,6 +9,10 @@ functions of that list, so the same code evaluates
   parameter: line-search candidates and trust-region grids in one call), and
 * numpy copies of the weights (for acting: no TensorFlow call per env step).
 
+The forward passes, distributions and KLs are dtype-generic: given float64 parameters and
+observations they compute in float64 (the trainer's optional float64 Fisher-vector
+products evaluate the KL on float64 copies of the policy's float32 variables).
+
 Distributions are described by one "distribution parameter" tensor per state:
 logits [.., A] for the categorical policy, [mean, log_std] [.., 2A] for the
 diagonal Gaussian, so π_old is held fixed by keeping that tensor.
@@ -244,9 +248,9 @@ def get_flat(variables) -> np.ndarray:
 
 
 def set_flat(variables, theta: np.ndarray) -> None:
-    for var, value in zip(
-        variables, unflatten(tf.constant(theta, tf.float32), variables), strict=True
-    ):
+    """Assign the flat vector theta to the variables (cast to their dtype)."""
+    flat = tf.constant(theta, variables[0].dtype)
+    for var, value in zip(variables, unflatten(flat, variables), strict=True):
         var.assign(value)
 
 

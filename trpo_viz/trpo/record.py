@@ -61,11 +61,19 @@ class UpdateRecord:
     cg_stop_reason: str = ""
     cg_residuals: list[float] = field(default_factory=list)  # ‖r_0‖ … ‖r_k‖
     cg_curvatures: list[float] = field(default_factory=list)  # p_iᵀ(F+λI)p_i
+    # ‖g − (F+λI)s‖ recomputed from the returned s (None in runs saved before it existed):
+    # unlike cg_residuals[-1], the recursively updated residual, it is what s attains.
+    cg_true_residual: float | None = None
+    cg_dtype: str = "float32"  # dtype of the Fisher-vector products and CG
+    # max_{j<k} |cos(r_j, r_k)| per iteration (0 in exact CG; see trpo_viz.trpo.numerics)
+    cg_orthogonality: list[float] = field(default_factory=list)
+    cg_rounding_floor: float | None = None  # ε(‖g‖ + ‖F+λI‖·max‖x_k‖): below is rounding
     # Policy and value function.
     entropy: float = 0.0  # mean entropy of π_old on the batch
     value_loss: float = 0.0  # mean squared error after fitting (last epoch)
     value_loss_before: float = 0.0
     explained_variance: float = 0.0  # of the returns by V before fitting
+    returns_relative_variance: float | None = None  # Var(R) / mean(R²) of the value targets
     # Wall time (seconds).
     wall_rollout_s: float = 0.0
     wall_fvp_cg_s: float = 0.0
@@ -93,7 +101,7 @@ class UpdateRecord:
         for f in dataclasses.fields(cls):
             if f.type == "float" and f.name in values:
                 values[f.name] = _nan_if_none(values[f.name])
-        for name in ("cg_residuals", "cg_curvatures"):
+        for name in ("cg_residuals", "cg_curvatures", "cg_orthogonality"):
             if name in values:
                 values[name] = [_nan_if_none(v) for v in values[name]]
         return cls(**values)
@@ -117,6 +125,8 @@ class UpdateRecord:
                 "cg_iterations": self.cg_iterations,
                 "cg_stop_reason": self.cg_stop_reason,
                 "cg_residuals": self.cg_residuals,
+                "cg_true_residual": self.cg_true_residual,
+                "cg_dtype": self.cg_dtype,
                 "step_norm": self.step_norm,
                 "entropy": self.entropy,
                 "value_loss": self.value_loss,

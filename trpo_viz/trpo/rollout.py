@@ -184,16 +184,23 @@ def gae_advantages(rewards, values, next_values, terminated, truncated, gamma, l
     termination bootstraps 0; either way the advantage trace is cut at the episode end.
     The last step of the batch bootstraps from V(s_T) like any other non-final step.
 
-    Returns (advantages, returns) with returns = advantages + values (the value targets).
+    Everything is computed in float64: the values arrive as float32 (the value network's
+    output), and NumPy 2 keeps ``γ * float32_array`` in float32 (NEP 50), which would
+    round γ·V(s') to float32 (an absolute error of about 4e-6 at V ≈ 100) before it meets
+    the float64 rewards.
+
+    Returns float64 (advantages, returns) with returns = advantages + values (the value
+    targets).
     """
     rewards = np.asarray(rewards, np.float64)
+    values = np.asarray(values, np.float64)
+    next_values = np.asarray(next_values, np.float64)
     not_terminal = 1.0 - np.asarray(terminated, np.float64)
     continues = 1.0 - (np.asarray(terminated) | np.asarray(truncated)).astype(np.float64)
-    deltas = rewards + gamma * np.asarray(next_values) * not_terminal - np.asarray(values)
+    deltas = rewards + gamma * next_values * not_terminal - values
     advantages = np.zeros_like(deltas)
     running = np.zeros(deltas.shape[1:])
     for t in reversed(range(len(deltas))):
         running = deltas[t] + gamma * lam * continues[t] * running
         advantages[t] = running
-    returns = advantages + values
-    return advantages.astype(np.float32), returns.astype(np.float32)
+    return advantages, advantages + values

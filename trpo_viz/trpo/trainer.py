@@ -39,6 +39,13 @@ from trpo_viz.cg import CGResult, cg_loop, dot
 from trpo_viz.hvp import gradient, hessian_vector_product
 from trpo_viz.trpo.archive import TRAINER_FILES, ArchiveError, read_dir, read_zip, refuse
 from trpo_viz.trpo.config import TRPOConfig
+from trpo_viz.trpo.numerics import (
+    explained_variance,
+    operator_norm_estimate,
+    relative_variance,
+    residual_orthogonality,
+    rounding_floor,
+)
 from trpo_viz.trpo.policy import (
     ValueFunction,
     get_flat,
@@ -51,6 +58,10 @@ from trpo_viz.trpo.rollout import Normalizer, RolloutCollector, gae_advantages, 
 from trpo_viz.trpo.saved_run import check_trainer_arrays, read_trainer_files
 
 _GRID_CHUNK = 64  # parameter vectors evaluated per compiled call in trust_region_slice
+
+
+class TrainingFinished(RuntimeError):
+    """``step`` was called on a run that has reached its total timesteps."""
 
 
 def set_num_threads(n: int) -> None:
@@ -83,11 +94,17 @@ def policy_gradient(policy, obs, actions, advantages, old_log_prob):
     )
 
 
-def fisher_vector_product(policy, vector, obs, old_dist, mode="reverse"):
-    """F v: the Hessian of the mean KL(π_old ‖ π_θ) at θ = θ_old, times v (no damping)."""
+def fisher_vector_product(policy, vector, obs, old_dist, mode="reverse", params=None):
+    """F v: the Hessian of the mean KL(π_old ‖ π_θ) at θ = θ_old, times v (no damping).
+
+    ``params`` (default ``policy.params``) are the variables θ the Hessian is taken over:
+    float64 copies of the policy's parameters give F v in float64 (with obs, old_dist
+    and v in float64 too).
+    """
+    params = policy.params if params is None else params
     return hessian_vector_product(
-        lambda o, d: kl(policy, policy.params, o, d),
-        policy.params,
+        lambda o, d: kl(policy, params, o, d),
+        params,
         vector,
         obs,
         old_dist,
@@ -96,10 +113,22 @@ def fisher_vector_product(policy, vector, obs, old_dist, mode="reverse"):
 
 
 def step_direction(fvp, g, damping, max_iter, rtol):
-    """s ≈ (F + λI)⁻¹ g by conjugate gradient (the natural-gradient direction)."""
-    # The true residual g − (F+λI)s is computed by the caller from (F+λI)s, which it needs anyway.
+    """s ≈ (F + λI)⁻¹ g by conjugate gradient (the natural-gradient direction).
+
+    "converged" means the *recursively updated* residual reached ‖r_k‖ ≤ rtol·‖g‖. In
+    float32 the recursion keeps shrinking ‖r_k‖ below what the iterate attains, so the
+    caller also records the true residual ‖g − (F+λI)s‖ of the returned s (from the
+    product (F+λI)s it needs for the step size anyway).
+    """
+    # λ and rtol as tensors of g's dtype: cg_loop's tf.cast of a Python float goes through
+    # float32, which would perturb λ by ~5e-8 relative in a float64 solve.
     return cg_loop(
-        fvp, g, damping=damping, max_iter=max_iter, rtol=rtol, record_vectors=False,
+        fvp,
+        g,
+        damping=tf.constant(damping, g.dtype),
+        max_iter=max_iter,
+        rtol=tf.constant(rtol, g.dtype),
+        record_vectors=True,  # the residuals, for their orthogonality (a few vectors)
         true_residual=False,
     )
 
@@ -121,9 +150,18 @@ def first_acceptable(kls, improvements, max_kl) -> int | None:
     return None
 
 
-def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
-    var = np.var(targets)
-    return float("nan") if var == 0 else float(1.0 - np.var(targets - predictions) / var)
+def cg_diagnostics(cg: CGResult, g_norm: float, dtype: str) -> dict:
+    """How far rounding lets the CG trace be read (see :mod:`trpo_viz.trpo.numerics`).
+
+    ``cg_orthogonality``: max_{j<k} |cos(r_j, r_k)| per iteration; ``cg_rounding_floor``:
+    ε·(‖g‖ + ‖F+λI‖·max_k‖x_k‖), with ‖F+λI‖ estimated by CG's own Rayleigh quotients.
+    """
+    operator_norm = operator_norm_estimate(cg.curvatures, cg.directions)
+    max_iterate = float(np.max(np.linalg.norm(cg.iterates.astype(np.float64), axis=1)))
+    return {
+        "cg_orthogonality": residual_orthogonality(cg.residuals),
+        "cg_rounding_floor": rounding_floor(dtype, g_norm, operator_norm, max_iterate),
+    }
 
 
 class Adam(tf.Module):
@@ -203,17 +241,42 @@ class TRPOTrainer:
                 "next_values": value(next_obs),
             }
 
-        def natural_gradient(obs, actions, advantages, old_log_prob, fvp_obs, fvp_old_dist):
-            def fvp(v):
-                return fisher_vector_product(policy, v, fvp_obs, fvp_old_dist, cfg.hvp_mode)
+        # Fisher-vector products and CG run in cfg.fvp_dtype. For float64 they differentiate
+        # the KL with respect to float64 copies of the policy's variables, refreshed from the
+        # float32 ones at the start of every solve.
+        fvp_dtype = tf.as_dtype(cfg.fvp_dtype)
+        if fvp_dtype == policy.params[0].dtype:
+            fvp_params = policy.params
+        else:
+            fvp_params = [
+                tf.Variable(tf.cast(v, fvp_dtype), name=f"fvp_{i}")  # trainable: tapes watch it
+                for i, v in enumerate(policy.params)
+            ]
+        self._fvp_params = fvp_params
 
+        def natural_gradient(obs, actions, advantages, old_log_prob, fvp_obs, fvp_old_dist):
             g = policy_gradient(policy, obs, actions, advantages, old_log_prob)
+            if fvp_params is not policy.params:
+                for copy, var in zip(fvp_params, policy.params, strict=True):
+                    copy.assign(tf.cast(var, fvp_dtype))
+                fvp_obs = tf.cast(fvp_obs, fvp_dtype)
+                # π_old recomputed in float64 at the same θ_old, so that the KL's gradient
+                # vanishes there exactly and its Hessian is the Fisher.
+                fvp_old_dist = tf.stop_gradient(policy.distribution_params(fvp_params, fvp_obs))
+                g = tf.cast(g, fvp_dtype)
+
+            def fvp(v):
+                return fisher_vector_product(
+                    policy, v, fvp_obs, fvp_old_dist, cfg.hvp_mode, params=fvp_params
+                )
+
             out = step_direction(fvp, g, cfg.cg_damping, cfg.cg_max_steps, cfg.cg_rtol)
             s = out["x"]
             out["g"] = g
             out["Fs"] = fvp(s) + cfg.cg_damping * s  # damped, as CG and the step size see it
             out["Fg"] = fvp(g) + cfg.cg_damping * g  # for the trust-region picture
             out["sFs"] = dot(s, out["Fs"])
+            out["true_residual_norm"] = tf.norm(g - out["Fs"])  # ‖g − (F+λI)s‖ of the result
             return out
 
         def evaluate(thetas, obs, actions, advantages, old_log_prob, old_dist):
@@ -266,7 +329,19 @@ class TRPOTrainer:
         return self.records
 
     def step(self) -> UpdateRecord:
+        """One update on a whole batch of n_envs · n_steps transitions.
+
+        A run is finished once ``total_timesteps`` reaches ``config.total_timesteps``: the
+        last batch is not cut short, so a run takes ⌈total / batch⌉ updates and may end up
+        to one batch short of a batch past the limit. Calling ``step`` on a finished run
+        raises :class:`TrainingFinished` and trains nothing.
+        """
         cfg = self.config
+        if self.done:
+            raise TrainingFinished(
+                f"finished: {self.total_timesteps:,} timesteps reached "
+                f"(total timesteps {cfg.total_timesteps:,})"
+            )
         t_start = time.perf_counter()
 
         # 1. rollout
@@ -291,11 +366,13 @@ class TRPOTrainer:
             cfg.gamma,
             cfg.gae_lambda,
         )
-        advantages, returns = advantages.reshape(n), returns.reshape(n)
+        advantages, returns = advantages.reshape(n), returns.reshape(n)  # float64
         ev = explained_variance(values.reshape(n), returns)
+        returns_relative_variance = relative_variance(returns)
         if cfg.normalize_advantage:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        advantages = tf.constant(advantages)
+        advantages = tf.constant(advantages, tf.float32)
+        returns = returns.astype(np.float32)
         old_dist, old_log_prob = prep["old_dist"], prep["old_log_prob"]
 
         # 3-5. policy gradient, natural-gradient direction by CG, step size
@@ -306,7 +383,7 @@ class TRPOTrainer:
             fvp_obs, fvp_old_dist = tf.gather(obs, idx), tf.gather(old_dist, idx)
         out = self._natural_gradient(obs, actions, advantages, old_log_prob, fvp_obs, fvp_old_dist)
         cg = CGResult.from_tensors(out)
-        g = out["g"].numpy()
+        g = out["g"].numpy().astype(np.float64)
         sFs = float(out["sFs"])
         beta = step_size(sFs, cfg.max_kl)
         full_step = (beta * cg.x).astype(np.float32)
@@ -348,7 +425,9 @@ class TRPOTrainer:
             old_dist=old_dist,
             theta_old=theta_old,
             full_step=full_step,
-            g=g.astype(np.float32),
+            direction=cg.x,  # s, in the FVP/CG dtype
+            g=g,
+            damping=cfg.cg_damping,
             fractions=fractions,
             F_step=beta * out["Fs"].numpy(),
             Fg=out["Fg"].numpy(),
@@ -392,10 +471,14 @@ class TRPOTrainer:
             cg_stop_reason=cg.stop_reason,
             cg_residuals=[float(r) for r in cg.residual_norms],
             cg_curvatures=[float(c) for c in cg.curvatures],
+            cg_true_residual=cg.true_residual_norm,
+            cg_dtype=cfg.fvp_dtype,
+            **cg_diagnostics(cg, float(np.linalg.norm(g)), cfg.fvp_dtype),
             entropy=float(prep["entropy"]),
             value_loss=value_loss,
             value_loss_before=value_loss_before,
             explained_variance=ev,
+            returns_relative_variance=returns_relative_variance,
             wall_rollout_s=t_rollout - t_start,
             wall_fvp_cg_s=t_cg - t_rollout,
             wall_line_search_s=t_line_search - t_cg,
@@ -425,12 +508,15 @@ class TRPOTrainer:
         length, √(2δ / gᵀ(F+λI)g)·g, so b = 1 also lies on the quadratic trust-region
         boundary. The returned ``quadratic_form`` M (2×2, with the damped Fisher F+λI used
         by CG and the step size) gives the quadratic KL model ½[a b]M[a b]ᵀ; its level
-        set = δ is the trust-region ellipse in this plane.
+        set = δ is the trust-region ellipse in this plane. ``quadratic_form_undamped`` is
+        the same with F alone, M − λ·[[‖Δ‖², ΔᵀΔ_g], [ΔᵀΔ_g, ‖Δ_g‖²]]: the second-order
+        model of the KL itself (the damping's share of M is λ‖·‖² over the quadratic form).
 
         Returns a dict of numpy arrays/floats: ``alphas`` [na], ``betas`` [nb],
         ``improvement`` and ``kl`` [nb, na] (L(θ) − L(θ_old) and mean KL(π_old ‖ π_θ)),
         ``linear_improvement`` and ``quadratic_kl`` [nb, na] (the models TRPO solves),
-        ``quadratic_form`` [2, 2], ``max_kl``, ``candidates`` [k, 2] (a, b) of the
+        ``quadratic_form`` and ``quadratic_form_undamped`` [2, 2], ``damping`` λ,
+        ``max_kl``, ``candidates`` [k, 2] (a, b) of the
         line-search candidates, ``accepted`` (a, b) or None, ``natural_step``,
         ``gradient_step`` (the two directions, flat), ``g_dot`` [gᵀΔ, gᵀΔ_g].
         """
@@ -446,6 +532,8 @@ class TRPOTrainer:
         F_step = last["F_step"]
         cross = float(step @ F_gstep)
         M = np.array([[step @ F_step, cross], [cross, g_step @ F_gstep]], np.float64)
+        basis = np.stack([step, g_step]).astype(np.float64)  # rows Δ and Δ_g
+        M_undamped = M - last["damping"] * (basis @ basis.T)
 
         a_grid, b_grid = np.meshgrid(alphas, betas)  # [nb, na]
         coords = np.stack([a_grid.ravel(), b_grid.ravel()], axis=1)
@@ -465,6 +553,8 @@ class TRPOTrainer:
             "linear_improvement": (coords @ g_dot).reshape(a_grid.shape),
             "quadratic_kl": quadratic_kl,
             "quadratic_form": M,
+            "quadratic_form_undamped": M_undamped,
+            "damping": float(last["damping"]),
             "max_kl": float(last["max_kl"]),
             "candidates": np.stack([fractions, np.zeros_like(fractions)], axis=1),
             "accepted": None if accepted is None else (float(fractions[accepted]), 0.0),
