@@ -54,7 +54,9 @@ def test_figures_build_from_records_and_slices(run):
     names = {trace.name for trace in slice_fig.data}
     assert {"KL = δ (trust region)", "line-search candidates", "θ_old"} <= names
     assert len(figures.line_search_figure(record).data[0].x) == len(record.candidates)
-    assert len(figures.cg_residuals_figure(record).data[0].y) == record.cg_iterations + 1
+    cg_fig = figures.cg_residuals_figure(record)
+    iterations = {x for t in cg_fig.data if t.name and t.name.startswith("‖r_k‖") for x in t.x}
+    assert iterations == set(range(record.cg_iterations + 1))
     history = figures.trust_region_history_figure(run.records)
     assert list(history.data[0].x) == [1, 2, 3]
     curve = figures.learning_curve_figure(run.records)
@@ -82,7 +84,9 @@ def test_ellipse_of_the_quadratic_model():
     [
         (dict(n_steps=8192, n_envs=2), "batch size"),
         (dict(hidden_sizes=(1024,)), "limited"),
-        (dict(max_kl=-0.1), "max_kl"),
+        (dict(max_kl=-0.1), r"δ \(max KL\): must be between 1e-06 and 1, got -0.1"),
+        (dict(gamma=float("nan")), r"γ \(discount\): must be between 0 and 1, got nan"),
+        (dict(hidden_sizes=()), r"Hidden sizes: needs at least one layer size"),
         (dict(bogus=1), "unknown settings"),
     ],
 )

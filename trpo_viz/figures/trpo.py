@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from trpo_viz.trpo.numerics import first_rounding_iteration
+
 # Every marker is an SVG element the browser redraws after each update: past these counts
 # the live charts draw lines only, or the most recent points, so a long run stays smooth.
 MAX_MARKED_UPDATES = 60
@@ -17,6 +19,8 @@ MAX_EPISODE_POINTS = 600
 ACCEPTED_COLOR = "#2ca02c"
 REJECTED_COLOR = "#d62728"
 BOUND_COLOR = "#7f7f7f"
+DAMPED_ELLIPSE_NAME = "½xᵀ(F+λI)x = δ (quadratic model, damped)"
+UNDAMPED_ELLIPSE_NAME = "½xᵀFx = δ (undamped Fisher)"
 
 
 def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
@@ -131,18 +135,84 @@ def trust_region_history_figure(records: Sequence) -> go.Figure:
 
 
 def cg_residuals_figure(record) -> go.Figure:
-    """‖r_k‖ of this update's CG solve of (F + λI) s = g, on a log scale."""
+    """‖r_k‖ of this update's CG solve of (F + λI) s = g on a log scale, read honestly.
+
+    The recursive residual is drawn solid while the residuals stay mutually orthogonal
+    (exact-arithmetic CG) and grey from the iteration where they stop being so (rounding
+    has taken over, :func:`~trpo_viz.trpo.numerics.first_rounding_iteration`); the band
+    below the dtype's rounding floor is shaded; the true residual ‖g − (F+λI)s‖ of the
+    returned s is a separate diamond. Records saved before these diagnostics existed show
+    the plain curve.
+    """
     residuals = np.asarray(record.cg_residuals, dtype=float)
-    fig = go.Figure(
-        go.Scatter(x=np.arange(len(residuals)), y=residuals, mode="lines+markers", name="‖r_k‖")
+    k = np.arange(len(residuals))
+    dtype = getattr(record, "cg_dtype", "float32")
+    k_lost = first_rounding_iteration(getattr(record, "cg_orthogonality", []))
+    exact = len(residuals) if k_lost is None else k_lost
+    fig = go.Figure()
+    floor = getattr(record, "cg_rounding_floor", None)
+    true = getattr(record, "cg_true_residual", None)
+    if floor is not None and floor > 0:
+        shown = [v for v in (*residuals, true) if v is not None and v > 0 and np.isfinite(v)]
+        bottom = min([floor, *shown]) / 10
+        band_x = [-0.5, max(len(residuals) - 0.5, 0.5)]
+        fig.add_trace(
+            go.Scatter(
+                x=band_x, y=[bottom, bottom], mode="lines", line=dict(width=0),
+                showlegend=False, hoverinfo="skip",
+            )
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=band_x,
+                y=[floor, floor],
+                mode="lines",
+                fill="tonexty",
+                fillcolor="rgba(214, 39, 40, 0.12)",
+                line=dict(color=REJECTED_COLOR, dash="dash", width=1),
+                name=f"below {dtype}'s reach (rounding floor)",
+                hovertemplate=f"rounding floor {floor:.2e}<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=k[:exact],
+            y=residuals[:exact],
+            mode="lines+markers",
+            name="‖r_k‖ (recursive)",
+            line=dict(color="#1f77b4"),
+        )
     )
+    if k_lost is not None:
+        lost = slice(max(k_lost - 1, 0), None)  # joined to the last exact point
+        fig.add_trace(
+            go.Scatter(
+                x=k[lost],
+                y=residuals[lost],
+                mode="lines+markers",
+                name="‖r_k‖ after orthogonality is lost (rounding)",
+                line=dict(color=BOUND_COLOR, dash="dot"),
+                marker=dict(color=BOUND_COLOR),
+            )
+        )
+    if true is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[record.cg_iterations],
+                y=[true],
+                mode="markers",
+                name="true ‖g − (F+λI)s‖",
+                marker=dict(symbol="diamond", size=12, color=ACCEPTED_COLOR),
+            )
+        )
     fig.update_xaxes(title="CG iteration k", dtick=1 if len(residuals) <= 20 else None)
     fig.update_yaxes(title="‖r_k‖", type="log")
+    fig.update_layout(legend=dict(orientation="h", y=-0.25))
     title = (
-        f"CG on the Fisher system (update {record.update + 1}): {record.cg_iterations} "
-        f"iterations, {record.cg_stop_reason}"
+        f"CG on the Fisher system (update {record.update + 1}, {dtype}): "
+        f"{record.cg_iterations} iterations, {record.cg_stop_reason}"
     )
-    return _layout(fig, title)
+    return _layout(fig, title, height=400)
 
 
 def line_search_figure(record) -> go.Figure:
@@ -215,6 +285,9 @@ def trust_region_slice_figure(plane: dict) -> go.Figure:
 
     ``plane`` is :meth:`TRPOTrainer.trust_region_slice`'s dict: Δ (a axis) is the full
     natural step, Δ_g (b axis) the plain gradient scaled to its own trust-region length.
+    The dashed ellipse is the model CG and the step size use, with the damped Fisher
+    F + λI; the undamped ½xᵀFx = δ (when the slice has it) is in the legend, hidden until
+    clicked.
     """
     a, b = np.asarray(plane["alphas"]), np.asarray(plane["betas"])
     delta = plane["max_kl"]
@@ -254,9 +327,22 @@ def trust_region_slice_figure(plane: dict) -> go.Figure:
                 y=ellipse[1],
                 mode="lines",
                 line=dict(color="black", dash="dash", width=2),
-                name="½xᵀFx = δ (quadratic model)",
+                name=DAMPED_ELLIPSE_NAME,
             )
         )
+    if plane.get("quadratic_form_undamped") is not None:
+        undamped = _ellipse(np.asarray(plane["quadratic_form_undamped"]), delta, t)
+        if undamped is not None:  # F alone may be singular in this plane: no ellipse then
+            fig.add_trace(
+                go.Scatter(
+                    x=undamped[0],
+                    y=undamped[1],
+                    mode="lines",
+                    line=dict(color=BOUND_COLOR, dash="dot", width=2),
+                    name=UNDAMPED_ELLIPSE_NAME,
+                    visible="legendonly",  # one click on the legend shows it
+                )
+            )
     candidates = np.asarray(plane["candidates"])
     if len(candidates):
         fig.add_trace(

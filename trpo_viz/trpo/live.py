@@ -36,10 +36,16 @@ SLICE_BETAS = np.linspace(-1.25, 1.25, SLICE_GRID)
 FRAME_SIZE = (160, 240)  # rendered rollout frames are shrunk to this (height, width)
 
 _SLICE_KEYS = ("alphas", "betas", "improvement", "kl", "quadratic_form", "candidates")
+# Written since the undamped ellipse was added; runs saved before lack them.
+_OPTIONAL_SLICE_KEYS = ("quadratic_form_undamped",)
 
 
 class RunLimitError(ValueError):
     """The request would exceed what one session or the server may use."""
+
+
+class FormError(ValueError):
+    """A form value the page cannot use; the message names the field as the form does."""
 
 
 class ReplayError(ArchiveError, RunLimitError):
@@ -102,9 +108,30 @@ class LiveRun:
     def steps_per_second(self) -> float:
         return self._train_steps / self._train_seconds if self._train_seconds else 0.0
 
+    @property
+    def finished(self) -> bool:
+        """A live run that has reached its total timesteps: it trains no further."""
+        return self.trainer is not None and self.trainer.done
+
+    @property
+    def finished_message(self) -> str | None:
+        """ "finished (N timesteps reached)" once :attr:`finished`, else None."""
+        if not self.finished:
+            return None
+        return (
+            f"finished ({self.trainer.total_timesteps:,} timesteps reached; the limit was "
+            f"{self.config.total_timesteps:,}, in whole batches of {self.config.batch_size:,})"
+        )
+
     def step(self) -> UpdateRecord:
-        """One TRPO update, with its trust-region slice kept for later."""
+        """One TRPO update, with its trust-region slice kept for later.
+
+        A finished run raises :class:`RunLimitError` and trains nothing: the run ends at the
+        first update that reaches ``config.total_timesteps`` (whole batches, never more).
+        """
         with self._lock:
+            if self.trainer.done:
+                raise RunLimitError(f"The run is {self.finished_message}.")
             start = time.perf_counter()
             record = self.trainer.step()
             self._train_seconds += time.perf_counter() - start
@@ -163,6 +190,9 @@ class LiveRun:
 def compact_slice(plane: dict) -> dict:
     """The parts of a trust-region slice the figure needs, as float32 arrays."""
     out = {k: np.asarray(plane[k], np.float32) for k in _SLICE_KEYS}
+    out |= {k: np.asarray(plane[k], np.float32) for k in _OPTIONAL_SLICE_KEYS if k in plane}
+    if "damping" in plane:
+        out["damping"] = float(plane["damping"])
     out["max_kl"] = float(plane["max_kl"])
     out["accepted"] = None if plane["accepted"] is None else tuple(plane["accepted"])
     return out
@@ -173,6 +203,11 @@ def _slices_to_npz(slices: dict[int, dict]) -> bytes:
     for update, plane in slices.items():
         for key in _SLICE_KEYS:
             arrays[f"{update}/{key}"] = plane[key]
+        for key in _OPTIONAL_SLICE_KEYS:
+            if key in plane:
+                arrays[f"{update}/{key}"] = plane[key]
+        if "damping" in plane:
+            arrays[f"{update}/damping"] = np.float64(plane["damping"])
         arrays[f"{update}/max_kl"] = np.float64(plane["max_kl"])
         arrays[f"{update}/accepted"] = np.asarray(
             plane["accepted"] if plane["accepted"] is not None else [np.nan, np.nan]
@@ -190,14 +225,126 @@ def shrink(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return frame[rows][:, cols]
 
 
+# --- the page's form: its labels, its ranges, its words -----------------------------------------
+
+FORM_LABELS = {
+    "max_kl": "δ (max KL)",
+    "cg_max_steps": "CG iterations",
+    "cg_damping": "CG damping λ",
+    "cg_rtol": "CG tolerance",
+    "fvp_dtype": "FVP/CG precision",
+    "seed": "Seed",
+    "line_search_shrink": "Line-search shrink",
+    "max_backtracks": "Max backtracks",
+    "n_steps": "Steps per update",
+    "n_envs": "Steps per update",
+    "gamma": "γ (discount)",
+    "gae_lambda": "λ (GAE)",
+    "total_timesteps": "Total timesteps",
+    "hidden_sizes": "Hidden sizes",
+}
+# Inclusive ranges the page accepts (the meaningful ones; the config itself allows more).
+FORM_RANGES = {
+    "max_kl": (1e-6, 1.0),
+    "cg_max_steps": (1, 50),
+    "cg_damping": (0.0, 10.0),
+    "seed": (0, 2**31 - 1),
+    "line_search_shrink": (0.1, 0.95),
+    "max_backtracks": (0, 20),
+    "gamma": (0.0, 1.0),
+    "gae_lambda": (0.0, 1.0),
+    "total_timesteps": (1_000, MAX_TIMESTEPS),
+}
+MAX_HIDDEN_TEXT = 100  # characters of the hidden-sizes field that are read at all
+
+
+def parse_hidden_sizes(text: str) -> tuple[int, ...]:
+    """The "Hidden sizes" field ("64, 64") as layer sizes; FormError in the form's words."""
+    label = FORM_LABELS["hidden_sizes"]
+    if len(text) > MAX_HIDDEN_TEXT:
+        raise FormError(f"{label}: at most {MAX_HIDDEN_TEXT} characters, e.g. 64, 64")
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if not parts:
+        raise FormError(f"{label}: give at least one layer size, e.g. 64, 64")
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        bad = next(p for p in parts if not (p.isascii() and p.isdigit()))
+        raise FormError(
+            f"{label}: whole numbers separated by commas, e.g. 64, 64 ({bad!r} is not one)"
+        )
+    sizes = tuple(int(p) for p in parts)
+    if min(sizes) < 1:
+        raise FormError(f"{label}: every layer needs at least 1 unit, e.g. 64, 64")
+    if len(sizes) > MAX_LAYERS or max(sizes) > MAX_HIDDEN:
+        raise FormError(
+            f"{label}: networks are limited to {MAX_LAYERS} layers of {MAX_HIDDEN} units, "
+            f"got {', '.join(map(str, sizes))}"
+        )
+    return sizes
+
+
+def in_form_words(message: str) -> str:
+    """A config error ("max_kl must be …") with the field named as on the form."""
+    for name, label in FORM_LABELS.items():
+        if message.startswith(name + " "):
+            return f"{label}: {message[len(name) + 1 :]}"
+    return message
+
+
 def config_from_form(env_id: str, **values) -> TRPOConfig:
-    """A config from the task's defaults overridden by form values (validated, bounded)."""
+    """A config from the task's defaults overridden by form values (validated, bounded).
+
+    Out-of-range values are refused with a :class:`FormError` naming the form field and
+    its range: nothing is clamped or replaced.
+    """
     from trpo_viz.trpo.config import default_config
 
     known = {f.name for f in dataclasses.fields(TRPOConfig)}
     unknown = set(values) - known
     if unknown:
         raise RunLimitError(f"unknown settings: {', '.join(sorted(unknown))}")
+    for name, (lo, hi) in FORM_RANGES.items():
+        if name in values and not lo <= values[name] <= hi:  # NaN fails too
+            raise FormError(
+                f"{FORM_LABELS[name]}: must be between {lo:g} and {hi:g}, got {values[name]:g}"
+            )
     config = default_config(env_id, **values)
-    check_limits(config)
+    try:
+        check_limits(config)
+    except RunLimitError:
+        raise
+    except ValueError as error:
+        raise FormError(in_form_words(str(error))) from None
     return config
+
+
+def _number(value) -> str:
+    """Exactly the value that is applied, without float noise (0.999, 1e-06, 100,000)."""
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.10g}"
+
+
+def describe_config(config: TRPOConfig) -> str:
+    """The settings a run applies, in the form's words (plain text)."""
+    c = config
+    return (
+        f"δ = {_number(c.max_kl)}, CG {c.cg_max_steps} iterations "
+        f"(stop at ‖r‖ ≤ {_number(c.cg_rtol)}·‖g‖), damping λ = {_number(c.cg_damping)}, "
+        f"FVP/CG in {c.fvp_dtype}, line search ×{_number(c.line_search_shrink)} up to "
+        f"{c.max_backtracks} backtracks, {c.batch_size:,} steps per update "
+        f"({c.n_envs} envs × {c.n_steps:,}), γ = {_number(c.gamma)}, "
+        f"λ_GAE = {_number(c.gae_lambda)}, hidden sizes {', '.join(map(str, c.hidden_sizes))}, "
+        f"{c.total_timesteps:,} total timesteps, seed {c.seed}"
+    )
+
+
+def form_differences(config: TRPOConfig, values: dict) -> list[str]:
+    """Form labels whose values differ from ``config`` (what a Reset would change)."""
+    labels = []
+    for name, value in values.items():
+        current = getattr(config, name, None)
+        if name == "hidden_sizes":
+            current, value = tuple(current), tuple(value)
+        if current != value and FORM_LABELS.get(name, name) not in labels:
+            labels.append(FORM_LABELS.get(name, name))
+    return labels
