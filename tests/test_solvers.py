@@ -372,3 +372,19 @@ def test_solve_by_method_and_its_json_summary(op):
     assert scaled[0] * (1 - 1e-9) <= last[0] and last[-1] <= scaled[-1] * (1 + 1e-9)
     with pytest.raises(Exception, match="unknown method"):
         suite.solve("bicg", b)
+
+
+def test_suite_of_a_float32_objective_takes_plain_lists():
+    from trpo_viz.hessian_operator import ObjectiveHessian
+    from trpo_viz.lineup import result_summary
+
+    op = ObjectiveHessian("x1**2 + x1*x2 + 2*x2**2 + x3**2", dtype="float32")
+    with op.at([0.0, 0.0, 0.0]):
+        lineup = op.suite.lineup([1.0, 2.0, 3.0], budget=6, methods=("cg", "minres"))
+        result = op.suite.solve("pcg", [1.0, 2.0, 3.0])
+    exact = np.linalg.solve([[2.0, 1.0, 0.0], [1.0, 4.0, 0.0], [0.0, 0.0, 2.0]], [1.0, 2.0, 3.0])
+    for trace in lineup.traces.values():
+        np.testing.assert_allclose(trace.x, exact, rtol=1e-5)
+    assert result.x.dtype == np.float32 and result.iterations <= 3
+    assert result_summary("pcg", result)["hvps"] == 3 + result.iterations  # exact diagonal
+    np.testing.assert_allclose(result.x, exact, rtol=1e-5)

@@ -71,4 +71,4 @@ class ObjectiveHessian:
     def suite(self):
         from trpo_viz.lineup import SolverSuite
 
-        return SolverSuite(self.hvp)
+        return SolverSuite(self.hvp, dtype=self.dtype)

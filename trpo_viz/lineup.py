@@ -127,10 +127,14 @@ class Lineup:
 class SolverSuite:
     """One compiled solver of each kind over a fixed ``matvec`` (build once per operator)."""
 
-    def __init__(self, matvec: Matvec, cg: ConjugateGradient | None = None):
+    def __init__(
+        self, matvec: Matvec, cg: ConjugateGradient | None = None, dtype: tf.DType | None = None
+    ):
         """``cg``: an existing :class:`ConjugateGradient` over the same ``matvec`` to reuse
-        (the explorer's :class:`~trpo_viz.explorer.CompiledProblem` has one)."""
+        (the explorer's :class:`~trpo_viz.explorer.CompiledProblem` has one). ``dtype``:
+        the operator's dtype, used when a call gives none (else b's; float64 for lists)."""
         self.matvec = matvec
+        self.dtype = dtype
         self.cg = cg if cg is not None else ConjugateGradient(matvec)
         self.pcg = PreconditionedCG(matvec)
         self.minres = Minres(matvec)
@@ -168,6 +172,7 @@ class SolverSuite:
         :func:`result_summary` turns the result into the CLI's JSON keys."""
         if method not in METHODS:
             raise InputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        dtype = dtype or self.dtype
         common = {"x0": x0, "damping": damping, "max_iter": max_iter, "rtol": rtol,
                   "atol": atol, "dtype": dtype}
         if method == "pcg":
@@ -218,6 +223,7 @@ class SolverSuite:
             raise InputError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
         if not isinstance(budget, int | np.integer) or not 1 <= budget <= MAX_BUDGET:
             raise InputError(f"the HVP budget must be an integer from 1 to {MAX_BUDGET}")
+        dtype = dtype or self.dtype
         if not isinstance(b, tf.Tensor):
             b = np.asarray(b, np.float64 if dtype is None else dtype.as_numpy_dtype)
         b = tf.convert_to_tensor(b, dtype=dtype)
