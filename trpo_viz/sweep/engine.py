@@ -51,8 +51,13 @@ WORKER_ENV = {
     "TF_NUM_INTEROP_THREADS": "1",
     "OMP_NUM_THREADS": "1",
     "SDL_VIDEODRIVER": "dummy",
+    "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "0",
 }
-QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_USAGE_STATS": "1"}
+# Set in this process before Ray is first imported: no usage reports, and no C++ failure
+# signal handler in the driver (it prints a stack trace on every SIGTERM, e.g. when the
+# app's server is stopped); the workers keep theirs.
+QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_USAGE_STATS": "1",
+             "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
 
 
 class EngineError(RuntimeError):
@@ -95,6 +100,8 @@ class _Connection:
 
     def connect(self, address: str | None, workers: int | None) -> EngineInfo:
         address = check_address(address)
+        for name, value in QUIET_ENV.items():
+            os.environ.setdefault(name, value)
         workers = workers or os.cpu_count() or 1
         key = (address, None if address else workers)
         with self.lock:
@@ -148,8 +155,6 @@ def _own_ray(address, workers, ready, release, outcome) -> None:
     """The owner thread: ray.init, then hold the instance until released."""
     import ray
 
-    for name, value in QUIET_ENV.items():
-        os.environ.setdefault(name, value)
     env = dict(WORKER_ENV)
     if address is None:  # same machine: the workers import this checkout directly
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get(

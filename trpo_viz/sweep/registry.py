@@ -6,7 +6,9 @@ thread (:func:`trpo_viz.sweep.runner.execute`); the page polls the run store for
 progress and calls ``stop`` to cancel. A browser tab closing, or a session ending,
 stops nothing. Ray is reached at ``$RAY_ADDRESS`` when set, else a local instance
 with one worker per CPU; every sweep of the process shares that one connection, and
-each keeps to its own number of trials at once.
+each keeps to its own number of trials at once. Two minutes after the last sweep
+ends the registry lets Ray go (a local instance's idle workers each hold TensorFlow);
+the next sweep starts it again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 
 from trpo_viz.sweep import engine, runner, storage
 from trpo_viz.sweep.grid import SweepSpec
+
+IDLE_RELEASE_S = 120.0  # Ray is let go this long after the last sweep of the process ended
 
 
 def app_address() -> str | None:
@@ -49,10 +53,12 @@ class SweepHandle:
 class SweepRegistry:
     """Starts sweeps in background threads and remembers them (see the module docstring)."""
 
-    def __init__(self, db_path):
+    def __init__(self, db_path, idle_release_s: float | None = IDLE_RELEASE_S):
         self.db_path = Path(db_path)
+        self.idle_release_s = idle_release_s
         self._handles: dict[str, SweepHandle] = {}
         self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
 
     def start(self, spec: SweepSpec, parallel: int | None = None,
               address: str | None = None) -> str:
@@ -82,6 +88,26 @@ class SweepRegistry:
         except Exception as error:  # noqa: BLE001 - shown on the page; the thread ends
             handle.error = " ".join(str(error).split()) or type(error).__name__
             handle.state = "failed"
+        finally:
+            self._release_later()
+
+    def _release_later(self) -> None:
+        """Disconnect from Ray (stopping a local instance and its idle workers, each
+        holding TensorFlow) once no sweep has run for ``idle_release_s`` seconds."""
+        if self.idle_release_s is None:
+            return
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self.idle_release_s, self._release_if_idle)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _release_if_idle(self) -> None:
+        with self._lock:
+            if any(h.active for h in self._handles.values()):
+                return
+            engine.shutdown()
 
     def stop(self, sweep_id: str) -> bool:
         """Cancel the sweep's remaining trials; False if this process does not drive it."""
@@ -111,6 +137,8 @@ class SweepRegistry:
         """Cancel every sweep, wait for the drivers, and disconnect from Ray."""
         with self._lock:
             handles = list(self._handles.values())
+            if self._timer is not None:
+                self._timer.cancel()
         for h in handles:
             h.cancel.set()
         deadline = time.monotonic() + timeout
