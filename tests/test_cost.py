@@ -46,6 +46,7 @@ def test_measure_size_runs_both_routes_and_skips_beyond_the_budget():
     assert row.explicit_seconds > 0 and row.explicit_skipped is None
     assert row.explicit_form_seconds + row.explicit_solve_seconds <= row.explicit_seconds * 1.01
     assert row.hvp_cg_seconds > 0 and row.hvp_seconds > 0
+    assert row.hvp_cg_cpu_seconds >= 0 and row.explicit_cpu_seconds > 0
     assert row.explicit_bytes_model == explicit_bytes_model(row.n) == 28 * row.n**2
     assert row.hvp_cg_bytes == row.hvp_cg_bytes_model and not row.hvp_cg_bytes_measured
     assert 0 <= row.explicit_relative_difference < 10
@@ -97,11 +98,13 @@ def _row(n, explicit_seconds, cg_seconds, explicit_bytes=None):
         explicit_bytes_model=explicit_bytes_model(n),
         explicit_skipped=None if measured else "budget",
         hvp_cg_seconds=cg_seconds,
+        hvp_cg_cpu_seconds=2 * cg_seconds,
         hvp_cg_bytes=40 * n,
         hvp_cg_bytes_measured=False,
         hvp_cg_bytes_model=40 * n,
         hvp_cg_rss_bytes=None,
         hvp_seconds=cg_seconds / 10,
+        explicit_cpu_seconds=None if explicit_seconds is None else 2 * explicit_seconds,
     )
 
 
@@ -121,6 +124,9 @@ def test_fits_recover_slopes_and_the_crossover():
     assert fits.crossover_n == pytest.approx(100.0) and fits.crossover_extrapolated
     assert fits.explicit_faster_at == [] and fits.explicit_time.n_range[0] / 100 < 10
     np.testing.assert_allclose(fits.explicit_time([10_000]), [1e3])  # the dashed extrapolation
+    cpu = fit_costs(rows, clock="cpu")  # twice the seconds: same slopes, same crossover
+    assert cpu.explicit_time.slope == pytest.approx(3.0)
+    assert cpu.crossover_n == pytest.approx(100.0)
     json.dumps(fits.to_dict())
     assert power_fit([100, 100], [1.0, 2.0]) is None  # one distinct N: no slope
 

@@ -135,6 +135,8 @@ class CostRow:
     reading anyway (first run after tracing; None where unmeasurable), for comparison.
     ``hvp_seconds`` is one standalone HVP; ``explicit_relative_difference`` is
     ‖x_CG − x_exact‖/‖x_exact‖ after k iterations (what k steps buy, not a check).
+    ``*_cpu_seconds`` are this process's CPU seconds (all threads) for the same calls:
+    the work itself, which other jobs on a shared machine inflate far less than wall time.
     """
 
     n: int
@@ -148,24 +150,29 @@ class CostRow:
     explicit_bytes_model: int
     explicit_skipped: str | None
     hvp_cg_seconds: float
+    hvp_cg_cpu_seconds: float
     hvp_cg_bytes: int
     hvp_cg_bytes_measured: bool
     hvp_cg_bytes_model: int
     hvp_cg_rss_bytes: int | None
     hvp_seconds: float
     explicit_relative_difference: float | None = None
+    explicit_cpu_seconds: float | None = None
 
     def to_dict(self) -> dict:
         """A row of ``python -m trpo_viz cost --json``: ``n``, ``explicit_seconds``, …"""
         return to_jsonable(asdict(self))
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
+def _median_seconds(fn, repeats: int) -> tuple[float, float]:
+    """Median wall and median process-CPU seconds of ``repeats`` calls."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        _, seconds, _ = memory.measure(fn)
-        times.append(seconds)
-    return statistics.median(times)
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def measure_size(
@@ -207,10 +214,10 @@ def measure_size(
     # Trace CG with a 0-iteration solve, then read memory on the first real one.
     solver.solve(g_tensor, damping=DAMPING, max_iter=0, rtol=0.0)
     cg_x, _, cg_rss = memory.measure(cg_route)
-    cg_seconds = _median_seconds(cg_route, repeats)
+    cg_seconds, cg_cpu = _median_seconds(cg_route, repeats)
     cg_model = hvp_cg_bytes_model(n, loss.width)
     hvp(g_tensor).numpy()  # trace the standalone HVP
-    hvp_seconds = _median_seconds(lambda: hvp(g_tensor).numpy(), repeats)
+    hvp_seconds, _ = _median_seconds(lambda: hvp(g_tensor).numpy(), repeats)
 
     model = explicit_bytes_model(n)
     row = CostRow(
@@ -225,6 +232,7 @@ def measure_size(
         explicit_bytes_model=model,
         explicit_skipped=None,
         hvp_cg_seconds=cg_seconds,
+        hvp_cg_cpu_seconds=cg_cpu,
         hvp_cg_bytes=cg_model,
         hvp_cg_bytes_measured=False,
         hvp_cg_bytes_model=cg_model,
@@ -255,7 +263,9 @@ def measure_size(
         timings["solve"] = time.perf_counter() - start - timings["form"]
         return x
 
+    cpu = time.process_time()
     x, seconds, peak = memory.measure(explicit_route)
+    row.explicit_cpu_seconds = time.process_time() - cpu
     row.explicit_seconds = seconds
     row.explicit_form_seconds = timings["form"]
     row.explicit_solve_seconds = timings["solve"]
@@ -320,13 +330,22 @@ class CostFits:
         return to_jsonable(asdict(self))
 
 
-def fit_costs(rows: list[CostRow]) -> CostFits:
+def fit_costs(rows: list[CostRow], clock: str = "wall") -> CostFits:
+    """Fits over ``rows``; ``clock`` ``"wall"`` or ``"cpu"`` picks which seconds."""
+    if clock not in ("wall", "cpu"):
+        raise ValueError("clock must be 'wall' or 'cpu'")
     ns = [r.n for r in rows]
-    explicit_time = power_fit(ns, [r.explicit_seconds for r in rows])
+    if clock == "wall":
+        explicit_seconds = [r.explicit_seconds for r in rows]
+        cg_seconds = [r.hvp_cg_seconds for r in rows]
+    else:
+        explicit_seconds = [r.explicit_cpu_seconds for r in rows]
+        cg_seconds = [r.hvp_cg_cpu_seconds for r in rows]
+    explicit_time = power_fit(ns, explicit_seconds)
     explicit_memory = power_fit(
         ns, [r.explicit_bytes if r.explicit_bytes_measured else None for r in rows]
     )
-    cg_time = power_fit(ns, [r.hvp_cg_seconds for r in rows])
+    cg_time = power_fit(ns, cg_seconds)
     cg_memory = power_fit(ns, [r.hvp_cg_bytes for r in rows])
     crossover = extrapolated = None
     notes = []
@@ -344,8 +363,8 @@ def fit_costs(rows: list[CostRow]) -> CostFits:
                 f"the fitted time lines meet at N ≈ {value:.3g}, far outside the measured "
                 f"N = {lo}…{hi}: no crossover is claimed"
             )
-    faster = [r.n for r in rows if r.explicit_seconds is not None
-              and r.explicit_seconds < r.hvp_cg_seconds]
+    faster = [n for n, e, c in zip(ns, explicit_seconds, cg_seconds, strict=True)
+              if e is not None and e < c]
     if explicit_time is None:
         notes.append("fewer than two sizes with a measured explicit route: no slope")
     if explicit_memory is None and explicit_time is not None:
@@ -368,6 +387,8 @@ class CostLab:
             self._cache[key] = measure_size(n, iters, self.memory_budget)
         return self._cache[key]
 
-    def run(self, sizes, iters: int = DEFAULT_ITERS) -> tuple[list[CostRow], CostFits]:
+    def run(
+        self, sizes, iters: int = DEFAULT_ITERS, clock: str = "wall"
+    ) -> tuple[list[CostRow], CostFits]:
         rows = [self.measure(n, iters) for n in sizes]
-        return rows, fit_costs(rows)
+        return rows, fit_costs(rows, clock)
