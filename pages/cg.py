@@ -270,14 +270,14 @@ if result.problems:  # nothing below would be mathematics: say what happened, dr
 
 cg = result.cg
 st.header("Answer")
-metrics = st.columns(6)
+metrics = st.columns(3) + st.columns(3)
 metrics[0].metric("iterations", cg.iterations)
 metrics[1].metric("HVPs used", cg.matvecs, help="plus one to check the true residual")
 metrics[2].metric("stop reason", cg.stop_reason.replace("_", " "))
 metrics[3].metric("‖r_k‖ (recursive)", sci(cg.residual_norms[-1]),
                   help="CG's residual, updated as r_{k+1} = r_k − α_k (H+λI)p_k")
 metrics[4].metric("‖g − (H+λI)x_k‖ (true)", sci(result.true_residual_norm),
-                  help="the residual of the answer, recomputed with one more HVP")
+                  help=f"the residual of the answer, recomputed by one more HVP in {dtype}")
 metrics[5].metric("final relative error", sci(result.final_error))
 
 answer = {"component": [f"x{i + 1}" for i in range(result.n)],
@@ -301,7 +301,7 @@ if result.final_error is not None:
     summary += f"; relative error ‖x − x*‖/‖x*‖ = {sci(result.final_error)}"
 st.markdown(plain(summary + ". " + explain.hvp_comparison(result)))
 for note in result.notes:
-    st.warning(plain(note), icon="🔬")
+    st.warning(plain(note), icon=":material/science:")
 
 if result.hessian is None:
     st.info(f"n = {result.n} > {MAX_EXPLICIT_N}: H is not formed, so there is no exact solution "

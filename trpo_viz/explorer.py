@@ -359,11 +359,12 @@ def _add_rounding_notes(out: ExplorerResult) -> None:
     k, final = cg.iterations, float(cg.residual_norms[-1])
     parts = []
     if false_claim:
-        how = " (float64, from the explicit H)" if out.true_residuals is not None else ""
+        how = ", recomputed in float64 from H," if out.true_residuals is not None else ""
         parts.append(
             f"'Converged' here only says that the recursive residual fell below tol·‖g‖ = "
-            f"{threshold:.1e}; the answer's true residual ‖g − (H+λI)x_{k}‖ = {final_true:.2e}"
-            f"{how} is above it: {out.dtype} cannot resolve this tolerance for this problem.")
+            f"{threshold:.1e}; the answer's true residual ‖g − (H+λI)x_{k}‖{how} is "
+            f"{final_true:.2e}, above it: {out.dtype} cannot resolve this tolerance for this "
+            "problem.")
     if out.rounding_from is not None:
         if best_true is not None and 0.5 * best_true >= eps * g_norm:
             level = (f"{floor:.1e}, half the smallest true residual ‖g − (H+λI)x_j‖ of any "
@@ -374,7 +375,7 @@ def _add_rounding_notes(out: ExplorerResult) -> None:
             f"From k = {out.rounding_from} on, the recursive residual ‖r_k‖ is below {level}: "
             f"rounding in {out.dtype} (ε = {eps:.1e}) has parted the recursion from the "
             "iterates, so that part of the curve is rounding, not convergence.")
-    if cg.true_residual_norm is not None:
+    if out.true_residuals is None and cg.true_residual_norm is not None:
         parts.append(f"CG's check of its answer: true ‖g − (H+λI)x_{k}‖ = "
                      f"{cg.true_residual_norm:.2e}, recursive ‖r_{k}‖ = {final:.2e}.")
     if false_claim and g_norm > 0 and best_true is not None and best_true > 0:

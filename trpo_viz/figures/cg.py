@@ -389,8 +389,9 @@ def convergence_figure(result) -> go.Figure | None:
         why = ("H is not formed (n too large)" if result.hessian is None else
                "there is no exact solution x*" if result.reference is None else
                "H + λI is not positive definite")
+        left, right = fig.layout.xaxis2.domain
         fig.add_annotation(text=f"No A-norm error: {why}.", showarrow=False,
-                           xref="x2 domain", yref="y2 domain", x=0.5, y=0.5)
+                           xref="paper", yref="paper", x=(left + right) / 2, y=0.5)
         fig.update_xaxes(visible=False, row=1, col=2)
         fig.update_yaxes(visible=False, row=1, col=2)
     fig.update_yaxes(type="log", exponentformat="power", row=1, col=1)
