@@ -174,6 +174,11 @@ def _own_ray(address, workers, ready, release, outcome) -> None:
         where = address or "a local instance"
         outcome["error"] = f"could not start or reach Ray ({where}): " + " ".join(
             str(error).split())[:400]
+        if address and not os.environ.get("RAY_AUTH_MODE"):
+            outcome["error"] += (" (a cluster started by `ray start` uses token authentication: "
+                                 "set RAY_AUTH_MODE=token here and give this machine the "
+                                 "cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN; "
+                                 "see docs/CLUSTER.md)")
         ready.set()
         return
     ready.set()
@@ -229,8 +234,9 @@ def trial_task(config_dict: dict, checkpoint: bool = True):
             yield item
     finally:
         trainer.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # of the whole worker process so far
     yield {"kind": "done", "wall_s": time.perf_counter() - start,
-           "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+           "max_rss_mib": usage.ru_maxrss / 1024, "process_cpu_s": usage.ru_utime + usage.ru_stime}
 
 
 _remote = None
@@ -260,9 +266,11 @@ class TrialOutcome:
     status: str  # finished, failed, cancelled
     error: str | None = None
     wall_s: float | None = None
-    max_rss_mib: float | None = None
+    max_rss_mib: float | None = None  # peak memory of the worker process
     skipped: bool = False  # finished in an earlier run of the sweep
     host: str | None = None
+    pid: int | None = None  # the worker process
+    process_cpu_s: float | None = None  # CPU time of the worker process up to the trial's end
 
 
 @dataclass
@@ -272,6 +280,7 @@ class _Running:
     updates: int = 0
     wall_s: float | None = None
     max_rss_mib: float | None = None
+    process_cpu_s: float | None = None
     host: str | None = None
     pid: int | None = None
 
@@ -390,6 +399,7 @@ def _advance(store, gen, state: _Running, on_event) -> TrialOutcome | None:
                             extra={"mean_return": record.mean_return}))
     elif kind == "done":
         state.wall_s, state.max_rss_mib = item.get("wall_s"), item.get("max_rss_mib")
+        state.process_cpu_s = item.get("process_cpu_s")
     return None
 
 
@@ -404,7 +414,8 @@ def _end(store, state: _Running, status: str, on_event, error: str | None = None
         storage.mark_cancelled(store, p.run_id, started=True)
     on_event(SweepEvent("end", p.trial.index, p.run_id, status=status, extra={"error": error}))
     return _outcome(p, status, error=error, wall_s=state.wall_s,
-                    max_rss_mib=state.max_rss_mib, host=state.host)
+                    max_rss_mib=state.max_rss_mib, host=state.host, pid=state.pid,
+                    process_cpu_s=state.process_cpu_s)
 
 
 def _cancel_all(store, running: dict, queue: deque, outcomes: dict, on_event) -> None:
