@@ -1,20 +1,41 @@
-"""The TRPO live page through Streamlit's AppTest (the live ticking is checked in a browser)."""
+"""The TRPO live page through AppTest, with a real run store and real worker processes.
 
+The page never trains: its commands go to the run registry, whose worker processes train
+and write to the store. Tests wait for the store to reach a state, then rerun the page
+(AppTest does not fire ``run_every`` ticks; the live redraw is checked in a browser).
+"""
+
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from trpo_viz.runs import registry as registry_module
+from trpo_viz.runs.store import RunStore, default_db_path
+from trpo_viz.runs.worker import LoopSettings, train_loop
 from trpo_viz.trpo.config import default_config
-from trpo_viz.trpo.live import LiveRun
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "trpo.py")
+WAIT_S = 300.0 * float(os.environ.get("TRPO_VIZ_TIMEOUT_FACTOR", "1"))
 
 
-def new_page() -> AppTest:
+@pytest.fixture(scope="module", autouse=True)
+def registries():
+    """Stop the workers this module's pages started (the store is the session's temp folder)."""
+    yield
+    for registry in registry_module._shared.values():
+        registry.shutdown()
+    registry_module._shared.clear()
+
+
+def new_page(query: dict | None = None) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.session_state["entered_through_app"] = True  # as app.py does before running the page
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
     return at
 
 
@@ -35,6 +56,25 @@ def captions(at: AppTest) -> list[str]:
     return [shown(c.value) for c in at.caption]
 
 
+def run_of(at: AppTest) -> str | None:
+    value = at.query_params.get("run")
+    return value[0] if isinstance(value, list) else value
+
+
+def wait_for(predicate, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status_line(at: AppTest) -> str:
+    pattern = re.compile(r"(\*\*Update \d+\*\*|No update)")
+    return next(m.value for m in at.markdown if pattern.match(m.value))
+
+
 def test_loads_with_defaults():
     at = new_page().run()
     assert not at.exception
@@ -44,26 +84,68 @@ def test_loads_with_defaults():
 
 @pytest.fixture(scope="module")
 def stepped():
+    """Step on a fresh page: a stored run, one update trained by a worker, then paused."""
     at = new_page().run()
     button(at, "Step").click().run()
-    return at
+    run_id = run_of(at)
+    assert run_id, "Step creates a run and names it in the URL"
+    with RunStore(default_db_path()) as store:
+        wait_for(lambda: store.run(run_id).updates == 1, "the first update")
+        wait_for(lambda: store.run(run_id).status == "paused", "the worker to pause")
+    at.run()
+    return at, run_id
 
 
-def test_step_runs_one_update_and_draws_its_views(stepped):
-    at = stepped
-    assert not at.exception and not at.error
-    assert any(m.value.startswith("**Update 1** of 1") for m in at.markdown)
-    keys = {chart.proto.id for chart in at.get("plotly_chart")}
-    assert len(at.get("plotly_chart")) >= 5, keys
-    run = at.session_state["trpo_run"]
-    assert len(run.records) == 1 and run.slice_for(0) is not None
+def test_step_trains_one_update_in_a_worker_and_the_page_draws_it(stepped):
+    at, run_id = stepped
+    assert not at.exception and not at.error, errors(at)
+    assert status_line(at).startswith("**Update 1** of 1")
+    assert len(at.get("plotly_chart")) >= 5
+    with RunStore(default_db_path()) as store:
+        info = store.run(run_id)
+        assert info.source == "page" and info.desired == "pause" and info.updates == 1
+        assert store.slice(run_id, 0) is not None
+
+
+def test_a_reload_or_a_second_tab_shows_the_same_run(stepped):
+    _, run_id = stepped
+    at = new_page({"run": run_id}).run()
+    assert not at.exception
+    assert status_line(at).startswith("**Update 1** of 1")
+    assert button(at, "Resume")
+    # Share: the follow link, in a code block with a copy button.
+    assert any(c.value.endswith(f"/trpo?run={run_id}&follow=1") for c in at.code)
+
+
+def test_a_follow_link_is_read_only(stepped):
+    _, run_id = stepped
+    at = new_page({"run": run_id, "follow": "1"}).run()
+    assert not at.exception
+    assert status_line(at).startswith("**Update 1** of 1")
+    labels = {b.label for b in at.button}
+    assert not labels & {"Start", "Resume", "Pause", "Step", "Stop", "New run"}
+    assert not at.number_input and not at.selectbox  # no settings
+    assert any("read-only" in c for c in captions(at))
 
 
 def test_a_second_step_advances(stepped):
-    at = stepped
+    at, run_id = stepped
     button(at, "Step").click().run()
+    with RunStore(default_db_path()) as store:
+        wait_for(lambda: store.run(run_id).updates == 2, "the second update")
+    at.run()
     assert not at.exception
-    assert any(m.value.startswith("**Update 2** of 2") for m in at.markdown)
+    assert status_line(at).startswith("**Update 2** of 2")
+
+
+@pytest.mark.parametrize(
+    "run_id, message",
+    [("nonsense", "not a run id"), ("../../etc", "not a run id"), ("abcdefghij", "no run")],
+)
+def test_a_bad_run_id_in_the_url_gets_a_message(run_id, message):
+    at = new_page({"run": run_id}).run()
+    assert not at.exception
+    assert len(at.error) == 1 and message in errors(at)[0]
 
 
 def test_bad_value_shows_an_error_by_the_controls():
@@ -80,7 +162,7 @@ def test_bad_value_shows_an_error_by_the_controls():
     button(at, "Step").click().run()
     assert not at.exception
     assert "limited" in errors(at)[0]
-    assert at.session_state["trpo_run"] is None  # nothing was built from a refused form
+    assert run_of(at) is None  # nothing was created from a refused form
 
 
 def test_error_text_is_plain_text_not_markdown():
@@ -111,7 +193,7 @@ def test_out_of_range_values_are_refused_never_replaced(key, value, message):
     button(at, "Step").click().run()
     assert not at.exception
     assert len(errors(at)) == 1 and errors(at)[0].startswith(message), errors(at)
-    assert at.session_state["trpo_run"] is None
+    assert run_of(at) is None
 
 
 def test_full_ranges_are_applied_exactly_and_the_run_finishes_at_its_limit():
@@ -124,43 +206,41 @@ def test_full_ranges_are_applied_exactly_and_the_run_finishes_at_its_limit():
     at.run()
     button(at, "Step").click().run()
     assert not at.exception and not at.error, errors(at)
-    run = at.session_state["trpo_run"]
-    config = run.config
+    run_id = run_of(at)
+    with RunStore(default_db_path()) as store:
+        wait_for(lambda: store.run(run_id).status == "finished", "the run to finish")
+        config = store.run(run_id).config
+        record = store.records(run_id)[0]
     assert (config.max_kl, config.gamma, config.gae_lambda) == (1e-6, 1.0, 0.0)
-    assert config.fvp_dtype == "float64" and run.records[0].cg_dtype == "float64"
+    assert config.fvp_dtype == "float64" and record.cg_dtype == "float64"
+    at.run()
     applied = next(c for c in captions(at) if c.startswith("Applied to this run"))
     for text in ("δ = 1e-06", "γ = 1,", "λ_GAE = 0,", "FVP/CG in float64", "1,000 total"):
         assert text in applied, applied
     # One batch of 1,024 steps passes the 1,000-step limit: the run is finished.
-    assert len(run.records) == 1 and run.finished
-    assert any("finished (1,024 timesteps reached" in shown(s.value) for s in at.success)
-    assert any("finished" in m.value for m in at.markdown if m.value.startswith("**Update 1**"))
-    assert button(at, "Step").disabled and button(at, "Start").disabled
+    assert "finished: 1,024 timesteps reached" in status_line(at)
+    assert button(at, "Step").disabled and button(at, "Resume").disabled
     # The CG chart says which part of its curve is rounding, in plain text.
     assert any("true residual ‖g − (F+λI)s‖" in c for c in captions(at))
     ev = next(m for m in at.markdown if m.value.startswith("Explained variance:"))
     assert "1 − Var(R − V) / Var(R)" in ev.proto.help
-    # A changed form is reported as not applied to the running run.
+    # A changed form is reported as not applied to the shown run.
     at.number_input(key="trpo_max_kl_CartPole-v1").set_value(0.02).run()
     assert any("differs from this run in δ (max KL)" in c for c in captions(at))
-    assert len(at.session_state["trpo_run"].records) == 1
 
 
-def test_saved_run_loads_into_talk_mode_and_steps_through_records():
-    run = LiveRun.start(default_config("CartPole-v1", n_steps=256))
-    for _ in range(3):
-        run.step()
-    data = run.to_bytes()
-    run.close()
-
-    at = new_page()
-    at.session_state["trpo_run"] = LiveRun.replay(data)
-    at.run()
+def test_a_stored_run_replays_update_by_update():
+    """Talk mode: open a finished run and step through its stored updates."""
+    with RunStore(default_db_path()) as store:
+        config = default_config("CartPole-v1", n_steps=128, n_envs=2, hidden_sizes=(16,),
+                                value_epochs=1, total_timesteps=768)
+        run_id = store.create_run(config, name="for the talk", desired="run")
+        assert train_loop(store, run_id, LoopSettings(paused_grace=0)) == "finished"
+    at = new_page({"run": run_id}).run()
     assert not at.exception
-    assert any(
-        m.value.startswith("**Update 1** of 3") and "talk mode" in m.value for m in at.markdown
-    )
-    button(at, "Step").click().run()
-    assert any(m.value.startswith("**Update 2** of 3") for m in at.markdown)
-    replayed = at.session_state["trpo_run"].records
-    assert [r.to_dict() for r in replayed] == [r.to_dict() for r in LiveRun.replay(data).records]
+    assert status_line(at).startswith("**Update 3** of 3")
+    button(at, "First").click().run()
+    assert status_line(at).startswith("**Update 1** of 3")
+    button(at, "Next").click().run()
+    assert status_line(at).startswith("**Update 2** of 3")
+    assert any("talk mode" in c for c in captions(at))
