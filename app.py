@@ -1,7 +1,8 @@
 """trpo-viz: an interactive lab for Hessian-free optimisation. Run: ``streamlit run app.py``.
 
 Pages are listed explicitly (with st.navigation, pages/ is not auto-discovered):
-the CG explorer at ``/cg`` and TRPO live at ``/trpo``. Streamlit serves the *default*
+the CG explorer at ``/cg``, TRPO live at ``/trpo``, the run library at ``/runs`` and
+sweeps over settings and seeds at ``/compare``. Streamlit serves the *default*
 page at the root URL, never at its own ``url_path``, so the default here is a hidden
 page that forwards ``/`` (with its query string) to ``/cg``.
 
@@ -54,6 +55,12 @@ cg_explorer = st.Page("pages/cg.py", title="CG explorer", icon=":material/insigh
 trpo_live = st.Page(
     "pages/trpo.py", title="TRPO live", icon=":material/directions_run:", url_path="trpo"
 )
+run_library = st.Page(
+    "pages/runs.py", title="Run library", icon=":material/folder_open:", url_path="runs"
+)
+compare = st.Page(
+    "pages/compare.py", title="Compare settings", icon=":material/compare:", url_path="compare"
+)
 
 
 def home() -> None:
@@ -81,6 +88,7 @@ def show_frame_while_loading() -> None:
 
 home_page = st.Page(home, title="trpo-viz", url_path="home", default=True, visibility="hidden")
 st.session_state[ENTERED_THROUGH_APP] = True  # the pages check it: see pages/cg.py
-page = st.navigation([home_page, cg_explorer, trpo_live])  # sends the sidebar now
+# st.navigation sends the sidebar now, before TensorFlow loads.
+page = st.navigation([home_page, cg_explorer, trpo_live, run_library, compare])
 show_frame_while_loading()
 page.run()

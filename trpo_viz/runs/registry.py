@@ -194,6 +194,8 @@ class Registry:
             runs = store.runs()
             live = 0
             for info in runs:
+                if info.source.startswith("sweep:"):
+                    continue  # driven by a sweep's own driver (trpo_viz.sweep), not by us
                 if self._alive(info):
                     live += 1
                 elif info.status in ("starting", "running") or (
