@@ -261,7 +261,7 @@ if problem is not None:
 if result is None:
     st.stop()
 if result.problems:  # nothing below would be mathematics: say what happened, draw nothing
-    st.header("No answer at this θ")
+    st.header("No answer")
     for problem in result.problems:
         st.error(plain(problem), icon="⚠️")
     st.stop()
@@ -353,8 +353,9 @@ if result.eigenvalues is not None:
         mat_left.table(pd.DataFrame(result.hessian, index=names, columns=names)
                        .map(lambda v: fmt(v, 6)))
         mat_right.markdown("**H⁻¹**")
-        if result.hessian_inverse is not None:
-            mat_right.table(pd.DataFrame(result.hessian_inverse, index=names, columns=names)
+        inverse = result.hessian_inverse  # computed on each access
+        if inverse is not None:
+            mat_right.table(pd.DataFrame(inverse, index=names, columns=names)
                             .map(lambda v: fmt(v, 6)))
         else:
             mat_right.markdown("H is singular: no inverse.")

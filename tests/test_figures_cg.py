@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from trpo_viz import explain
@@ -161,6 +162,9 @@ def test_trace_table_columns(saddle, source):
     assert table["α_k"][3] is None
     saddle_table = figures.trace_table(saddle)
     assert saddle_table["p_kᵀAp_k"][-1] <= 0  # the curvature that stopped CG
+    # the downloadable CSV leaves an undefined entry empty: never "nan" or "None"
+    csv = pd.DataFrame(saddle_table).to_csv(index=False)
+    assert ",," in csv and "nan" not in csv.lower() and "None" not in csv
 
 
 def test_explanations(source, saddle):
