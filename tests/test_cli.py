@@ -158,6 +158,7 @@ sys.exit(status)
         ["cg", "--expr", "x1*x2", "--theta", "1", "--g", "1", "--dtype", "float16"],
         ["cg", "--theta", "1", "--g", "1"],
         ["frobnicate"],
+        ["runs", "frobnicate"],
     ],
 )
 def test_refusals_come_before_tensorflow_is_imported(args):
@@ -188,10 +189,11 @@ def test_cg_help_does_not_import_tensorflow():
     assert "--theta" in done.stdout
 
 
-def test_top_level_help_lists_both_commands():
+def test_top_level_help_lists_every_command():
     done = run_cli("--help")
     assert done.returncode == 0, done.stderr
     assert "train a TRPO policy" in done.stdout and "conjugate gradient" in done.stdout
+    assert "{cg,train,runs,sweep}" in done.stdout
 
 
 def test_help_mentions_the_equals_form_for_negative_values():

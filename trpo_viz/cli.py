@@ -2,21 +2,26 @@
 
     python -m trpo_viz cg --expr EXPR --theta 3,1,5 --g 3,12,6 [--json] ...
     python -m trpo_viz train --env CartPole-v1 --steps 100000 ...
+    python -m trpo_viz runs list | show | export | export-html | import | rename | delete
+    python -m trpo_viz sweep --env CartPole-v1 --grid max_kl=0.001,0.01 --seeds 3 ...
 
 Bad input exits with status 2 and one line ``error: …`` on stderr. Input is parsed
 and checked before TensorFlow is imported, so a refusal costs a fraction of that
 import: ``cg`` checks the expression, its dimension, the vectors and the options
-first; the ``train`` subcommand's module (which imports TensorFlow) is loaded only
-when the command line names ``train`` or asks for the top-level help.
+first. The other subcommands live in their own modules (:data:`SUBCOMMANDS`); a
+module is imported only when the command line names its subcommand (or asks for
+the top-level help), so ``train``'s TensorFlow never delays a ``cg`` refusal.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
 import sys
+from collections.abc import Collection
 
 from trpo_viz.quiet import import_tensorflow
 
@@ -28,6 +33,16 @@ VECTOR_HELP = (
 
 class UsageError(Exception):
     """Bad command-line input: reported as one line, exit status 2."""
+
+
+# The subcommands defined in modules of their own. Each module has, for its NAME,
+# ``add_NAME_parser(subparsers)``, ``run_NAME(args) -> exit status`` and a ValueError
+# subclass ``<Name>UsageError`` for bad input (printed as one line, exit status 2).
+SUBCOMMANDS = {
+    "train": "trpo_viz.trpo.command",
+    "runs": "trpo_viz.runs.command",
+    "sweep": "trpo_viz.sweep.command",
+}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -165,43 +180,48 @@ def format_result(result) -> str:
     return "\n".join(lines)
 
 
-def build_parser(train: bool = True) -> ArgumentParser:
-    """The whole command line; ``train=False`` registers ``train`` by name only.
+def build_parser(load: Collection[str] | None = None) -> ArgumentParser:
+    """The whole command line; only the subcommands in ``load`` (None: all) import their module.
 
-    The ``train`` subcommand's arguments come from :mod:`trpo_viz.trpo.command`,
-    which imports TensorFlow; :func:`main` leaves it out unless the command line
-    names ``train`` (or asks for the top-level help), so ``cg`` input is refused fast.
+    The others are registered by name, so that ``cg`` input and an unknown command are
+    refused without importing, say, ``train``'s module (which imports TensorFlow).
     """
     parser = ArgumentParser(prog="python -m trpo_viz", description=__doc__.split("\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     _add_cg_parser(subparsers)
-    add_train_parser = None
-    if train:
-        try:
-            from trpo_viz.trpo.command import add_train_parser
-        except ImportError:  # the TRPO engine is optional for `cg`
-            pass
-    if add_train_parser is not None:
-        add_train_parser(subparsers)
-    else:
-        subparsers.add_parser("train", help="train a TRPO policy (see train --help)")
+    for name, module_name in SUBCOMMANDS.items():
+        module = None
+        if load is None or name in load:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:  # an optional engine: the other commands still work
+                module = None
+        if module is not None:
+            getattr(module, f"add_{name}_parser")(subparsers)
+        else:  # by name only; its arguments are parsed once its module is loaded
+            stub = subparsers.add_parser(name, help=f"(see python -m trpo_viz {name} --help)")
+            stub.add_argument("arguments", nargs=argparse.REMAINDER)
     return parser
 
 
-def _needs_train_parser(argv: list[str]) -> bool:
-    return bool(argv) and argv[0] in ("train", "-h", "--help")
+def _subcommands_to_load(argv: list[str]) -> Collection[str] | None:
+    """The subcommand modules the command line needs: the one it names; all for the help."""
+    if argv and argv[0] in ("-h", "--help"):
+        return None
+    return {argv[0]} & SUBCOMMANDS.keys() if argv else set()
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser(train=_needs_train_parser(argv)).parse_args(argv)
+        args = build_parser(load=_subcommands_to_load(argv)).parse_args(argv)
         if args.command == "cg":
             return _run_cg(args)
-        import_tensorflow()
-        from trpo_viz.trpo.command import run_train
-
-        return run_train(args)
+        try:
+            module = importlib.import_module(SUBCOMMANDS[args.command])
+        except ImportError as error:
+            raise UsageError(f"'{args.command}' is not available here: {error}") from None
+        return getattr(module, f"run_{args.command}")(args)
     except (UsageError, ValueError) as error:
         if not isinstance(error, (UsageError, *_user_errors())):
             raise  # a bug, not bad input: keep the traceback
@@ -217,12 +237,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _user_errors() -> tuple[type[ValueError], ...]:
-    """Errors that mean bad input; the train command's only once its module is loaded."""
+    """Errors that mean bad input: cg's, and those of the subcommand modules loaded."""
     from trpo_viz.expr import ExpressionError
     from trpo_viz.inputs import InputError
 
-    errors: tuple[type[ValueError], ...] = (ExpressionError, InputError)
-    command = sys.modules.get("trpo_viz.trpo.command")
-    if command is None:
-        return errors
-    return (*errors, command.TrainUsageError)
+    errors: list[type[ValueError]] = [ExpressionError, InputError]
+    for name, module_name in SUBCOMMANDS.items():
+        error = getattr(sys.modules.get(module_name), f"{name.capitalize()}UsageError", None)
+        if error is not None:
+            errors.append(error)
+    return tuple(errors)
