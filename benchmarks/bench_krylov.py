@@ -33,7 +33,8 @@ tf = import_tensorflow()
 from trpo_viz.cost import CostLab, MLPLoss  # noqa: E402
 from trpo_viz.hessian_operator import ObjectiveHessian  # noqa: E402
 from trpo_viz.hvp import HessianVectorProduct  # noqa: E402
-from trpo_viz.spectrum import Lanczos, estimate_spectrum, slq_density  # noqa: E402
+from trpo_viz.slq import slq_density  # noqa: E402
+from trpo_viz.spectrum import Lanczos, estimate_spectrum  # noqa: E402
 
 PRESET = "@logistic_regression"
 

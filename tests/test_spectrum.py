@@ -10,12 +10,12 @@ from trpo_viz.cg import ConjugateGradient
 from trpo_viz.curvature import negative_curvature_advice
 from trpo_viz.hessian_operator import ObjectiveHessian
 from trpo_viz.inputs import InputError
+from trpo_viz.slq import slq_density
 from trpo_viz.spectrum import (
     Lanczos,
     estimate_spectrum,
     positive_definite_damping,
     rademacher,
-    slq_density,
 )
 
 N = 60
