@@ -127,9 +127,14 @@ def _banner(line: str) -> bool:
     return not text or text.startswith(("You can now view", "URL:", "Stopping..."))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium through Playwright's sync API."""
+    """Headless Chromium through Playwright's sync API, one per test module.
+
+    Not one per session: Playwright's sync API runs an event loop in this thread
+    while it is open, and a later test outside tests/browser that starts its own
+    ``sync_playwright()`` would find that loop running and refuse.
+    """
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
