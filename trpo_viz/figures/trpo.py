@@ -206,7 +206,7 @@ def cg_residuals_figure(record) -> go.Figure:
             )
         )
     fig.update_xaxes(title="CG iteration k", dtick=1 if len(residuals) <= 20 else None)
-    fig.update_yaxes(title="‖r_k‖", type="log")
+    fig.update_yaxes(title="‖r_k‖", type="log", exponentformat="power")
     fig.update_layout(legend=dict(orientation="h", y=-0.25))
     title = (
         f"CG on the Fisher system (update {record.update + 1}, {dtype}): "
