@@ -57,9 +57,13 @@ def cg_loop(
     Arrays are padded to ``max_iter + 1``; :meth:`CGResult.from_tensors` trims them.
     """
     dtype = b.dtype
-    damping = tf.cast(damping, dtype)
+
+    def as_dtype(value):  # a Python float goes straight to dtype, never through float32
+        return tf.cast(value, dtype) if tf.is_tensor(value) else tf.constant(value, dtype)
+
+    damping = as_dtype(damping)
     max_iter = tf.cast(max_iter, tf.int32)
-    threshold = tf.maximum(tf.cast(rtol, dtype) * tf.norm(b), tf.cast(atol, dtype))
+    threshold = tf.maximum(as_dtype(rtol) * tf.norm(b), as_dtype(atol))
 
     def damped_matvec(v):
         return matvec(v) + damping * v

@@ -39,7 +39,7 @@ class LoopSettings:
     rollout_every: int | None = 10  # render the policy acting every this many updates
 
 
-class _Heartbeat(threading.Thread):
+class Heartbeat(threading.Thread):
     """Writes the worker's pid and time to its run row every HEARTBEAT_S seconds."""
 
     def __init__(self, db_path, run_id: str):
@@ -55,6 +55,10 @@ class _Heartbeat(threading.Thread):
                 self.stopped.wait(HEARTBEAT_S)
         finally:
             store.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
 
 
 def load_trainer(store: RunStore, run_id: str):
@@ -78,19 +82,26 @@ def train_loop(
     settings: LoopSettings | None = None,
     on_update: Callable | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    on_finish: Callable | None = None,
 ) -> str:
     """Train ``run_id`` as its commands say until it finishes, stops or idles out.
 
     Returns the final status: ``finished``, ``stopped``, ``paused`` or ``interrupted``
-    (``should_stop()`` turned true: a signal). A failing update marks the run
-    ``failed`` with its message and re-raises.
+    (``should_stop()`` turned true: a signal). ``on_update(record)`` runs after each
+    stored update, ``on_finish(trainer)`` once at the end with the trainer still open
+    (the CLI evaluates and saves there). A failing update marks the run ``failed`` with
+    its message and re-raises; so does Ctrl-C (``interrupted``).
     """
     from trpo_viz.runs.checkpoint import checkpoint_bytes
     from trpo_viz.trpo.live import SLICE_ALPHAS, SLICE_BETAS, compact_slice
 
     settings = settings or LoopSettings()
     store.set_status(run_id, "starting")
-    trainer = load_trainer(store, run_id)
+    try:
+        trainer = load_trainer(store, run_id)
+    except Exception as error:
+        store.set_status(run_id, "failed", error=f"the run could not be loaded: {error}")
+        raise
     paused_since = None
     try:
         while True:
@@ -140,6 +151,12 @@ def train_loop(
                 status = "paused"
                 break
             time.sleep(POLL_S)
+        if on_finish is not None:
+            on_finish(trainer)
+    except KeyboardInterrupt:
+        store.set_status(run_id, "interrupted", error="interrupted (Ctrl-C); Resume continues "
+                         "from the last stored update", worker_pid=None)
+        raise
     except Exception as error:
         store.set_status(run_id, "failed", error=f"{type(error).__name__}: {error}")
         raise
@@ -185,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
         set_num_threads(args.threads)
     store = RunStore(args.db)
-    heartbeat = _Heartbeat(args.db, args.run)
+    heartbeat = Heartbeat(args.db, args.run)
     heartbeat.start()
     try:
         train_loop(store, args.run, LoopSettings(args.idle_timeout, args.paused_grace),
@@ -196,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return 1
     finally:
-        heartbeat.stopped.set()
-        heartbeat.join()
+        heartbeat.stop()
         store.heartbeat(args.run, None)
         store.close()
     return 0

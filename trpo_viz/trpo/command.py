@@ -71,6 +71,19 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--normalize-reward", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--metrics", default=None, help="write one JSON line per update here")
     parser.add_argument("--save", default=None, help="save the trained run to this directory")
+    parser.add_argument(
+        "--name", default=None,
+        help="name of the stored run (default: 'TASK seed N'); every run is stored in the run "
+        "store ($TRPO_VIZ_HOME, else ~/.trpo-viz) and opens in the browser at /trpo?run=ID",
+    )
+    parser.add_argument(
+        "--logdir", default=None,
+        help="write TensorBoard scalars here (view with: tensorboard --logdir DIR)",
+    )
+    parser.add_argument(
+        "--no-pictures", action="store_true",
+        help="store no trust-region slices or rollout GIFs (faster; the browser shows less)",
+    )
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow CPU threads")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -122,49 +135,142 @@ def _open_metrics(path: str):
         raise TrainUsageError(f"--metrics {path}: {exc.strerror}") from None
 
 
+def _check_name(name: str | None) -> None:
+    from trpo_viz.runs.store import StoreError, clean_name
+
+    if name is not None:
+        try:
+            clean_name(name)
+        except StoreError as error:
+            raise TrainUsageError(f"--name: {error}") from None
+
+
 def run_train(args) -> int:
-    """Train, write metrics, print the evaluation JSON line; returns the exit status."""
+    """Train a stored run, write metrics, print the evaluation JSON line; returns the status.
+
+    The run is created in the run store first (so a browser can watch it at
+    /trpo?run=ID while it trains), trained by the same loop the server's workers run,
+    and its final line names it: ``"run_id"``.
+    """
     config = config_from_args(args)
+    _check_name(args.name)
     from tqdm import tqdm
 
-    from trpo_viz.trpo.trainer import TRPOTrainer, set_num_threads
+    from trpo_viz.runs.store import RunStore, StoreError
+    from trpo_viz.runs.worker import Heartbeat, LoopSettings, train_loop
+    from trpo_viz.trpo.trainer import set_num_threads
 
     if args.threads is not None:
         set_num_threads(args.threads)
     metrics = _open_metrics(args.metrics) if args.metrics else None
     if args.save and Path(args.save).exists() and not Path(args.save).is_dir():
         raise TrainUsageError(f"--save {args.save}: exists and is not a directory")
-    start = time.perf_counter()
-    trainer = TRPOTrainer(config)
+    board = _summary_writer(args.logdir) if args.logdir else None
     try:
-        with tqdm(
-            total=config.total_timesteps, unit="step", file=sys.stderr, disable=args.no_progress
-        ) as bar:
-            while not trainer.done:
-                record = trainer.step()
-                bar.update(config.batch_size)
-                if record.mean_return is not None:
-                    bar.set_postfix(ret=f"{record.mean_return:.1f}", kl=f"{record.kl:.4f}")
-                if metrics is not None:
-                    metrics.write(json.dumps(record.metrics()) + "\n")
-                    metrics.flush()
-        train_wall_s = time.perf_counter() - start
-        returns = trainer.evaluate(args.eval_episodes) if args.eval_episodes else []
+        store = RunStore()
+    except StoreError as error:
+        raise TrainUsageError(str(error)) from None
+    run_id = store.create_run(config, name=args.name, source="cli", status="starting",
+                              desired="run")
+    print(f"run {run_id}: open /trpo?run={run_id} in the app to watch it", file=sys.stderr)
+    start = time.perf_counter()
+    outcome: dict = {}
+    heartbeat = Heartbeat(store.path, run_id)
+    heartbeat.start()
+    bar = tqdm(total=config.total_timesteps, unit="step", file=sys.stderr,
+               disable=args.no_progress)
+
+    def on_update(record) -> None:
+        bar.update(config.batch_size)
+        if record.mean_return is not None:
+            bar.set_postfix(ret=f"{record.mean_return:.1f}", kl=f"{record.kl:.4f}")
+        if metrics is not None:
+            metrics.write(json.dumps(record.metrics()) + "\n")
+            metrics.flush()
+        if board is not None:
+            _write_scalars(board, record)
+
+    def on_finish(trainer) -> None:
+        outcome["train_wall_s"] = time.perf_counter() - start
+        outcome["returns"] = trainer.evaluate(args.eval_episodes) if args.eval_episodes else []
+        outcome["timesteps"] = trainer.total_timesteps
+        outcome["updates"] = len(trainer.records)
         if args.save:
             trainer.save(args.save)
+
+    pictures = not args.no_pictures
+    settings = LoopSettings(idle_timeout=None, paused_grace=None, slices=pictures,
+                            rollout_every=10 if pictures else None)
+    try:
+        status = train_loop(store, run_id, settings, on_update=on_update, on_finish=on_finish)
     finally:
-        trainer.close()
+        bar.close()
+        heartbeat.stop()
+        store.heartbeat(run_id, None)
+        store.close()
         if metrics is not None:
             metrics.close()
+        if board is not None:
+            board.close()
+    returns = outcome.get("returns", [])
     result = {
         "env": config.env_id,
         "seed": config.seed,
-        "timesteps": trainer.total_timesteps,
-        "updates": len(trainer.records),
+        "run_id": run_id,
+        "status": status,
+        "timesteps": outcome.get("timesteps"),
+        "updates": outcome.get("updates"),
         "eval_mean_return": sum(returns) / len(returns) if returns else None,
         "eval_returns": returns,
-        "train_wall_s": round(train_wall_s, 3),
+        "train_wall_s": round(outcome.get("train_wall_s", time.perf_counter() - start), 3),
         "wall_s": round(time.perf_counter() - start, 3),
     }
     print(json.dumps(result), flush=True)
     return 0
+
+
+def _summary_writer(logdir: str):
+    """A TensorBoard writer for --logdir; an unwritable folder is a usage error."""
+    import tensorflow as tf
+
+    try:
+        Path(logdir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainUsageError(f"--logdir {logdir}: {exc.strerror}") from None
+    return tf.summary.create_file_writer(logdir)
+
+
+# TensorBoard tag → the record's value (None/NaN are skipped).
+TENSORBOARD_SCALARS = {
+    "return/mean": lambda r: r.mean_return,
+    "trust_region/kl": lambda r: r.kl,
+    "trust_region/max_kl": lambda r: r.max_kl,
+    "surrogate/expected_improvement": lambda r: r.expected_improvement * r.step_fraction,
+    "surrogate/actual_improvement": lambda r: r.actual_improvement,
+    "cg/final_residual": lambda r: r.cg_residuals[-1] if r.cg_residuals else None,
+    "cg/true_residual": lambda r: getattr(r, "cg_true_residual", None),
+    "cg/iterations": lambda r: r.cg_iterations,
+    "line_search/backtracks": lambda r: r.backtracks,
+    "policy/entropy": lambda r: r.entropy,
+    "value/explained_variance": lambda r: r.explained_variance,
+    "value/loss": lambda r: r.value_loss,
+}
+
+
+def _write_scalars(writer, record) -> None:
+    """Scalars as TensorBoard's scalars plugin writes them (``tf.summary.scalar`` itself
+    needs the tensorboard package, which stays optional: only viewing needs it)."""
+    import math
+
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+    ).SerializeToString()
+    with writer.as_default(step=record.total_timesteps):
+        for tag, get in TENSORBOARD_SCALARS.items():
+            value = get(record)
+            if value is not None and math.isfinite(float(value)):
+                tf.summary.write(tag, tf.constant(float(value), tf.float32), metadata=metadata)
+    writer.flush()
