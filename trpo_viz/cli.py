@@ -4,6 +4,8 @@
     python -m trpo_viz train --env CartPole-v1 --steps 100000 ...
     python -m trpo_viz runs list | show | export | export-html | import | rename | delete
     python -m trpo_viz sweep --env CartPole-v1 --grid max_kl=0.001,0.01 --seeds 3 ...
+    python -m trpo_viz spectrum --expr EXPR --theta ... [--k 30] [--json]
+    python -m trpo_viz cost --sizes 100,1000,10000 [--iters 10] [--json]
 
 Bad input exits with status 2 and one line ``error: …`` on stderr. Input is parsed
 and checked before TensorFlow is imported, so a refusal costs a fraction of that
@@ -42,6 +44,8 @@ SUBCOMMANDS = {
     "train": "trpo_viz.trpo.command",
     "runs": "trpo_viz.runs.command",
     "sweep": "trpo_viz.sweep.command",
+    "spectrum": "trpo_viz.lab_command",
+    "cost": "trpo_viz.lab_command",
 }
 
 
@@ -77,8 +81,16 @@ def _add_cg_parser(subparsers) -> None:
     p.add_argument(
         "--tol",
         type=float,
-        default=1e-10,
-        help="relative residual tolerance: stop when ‖r‖ ≤ tol·‖g‖ (default 1e-10)",
+        default=None,
+        help="relative residual tolerance: stop when ‖r‖ ≤ tol·‖g‖ "
+        "(default 1e-10 in float64, 1e-5 in float32)",
+    )
+    p.add_argument(
+        "--method",
+        choices=["cg", "pcg", "minres", "sd"],
+        default="cg",
+        help="solver: conjugate gradient (default), Jacobi-preconditioned CG, MINRES "
+        "(indefinite or singular H) or steepest descent; the JSON keys are the same",
     )
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument(
@@ -107,11 +119,84 @@ def _run_cg(args) -> int:
     problem = CompiledProblem(args.expr, n=args.n, dtype=args.dtype, hvp_mode=args.hvp)
     settings = CGSettings(damping=args.damping, max_iter=args.max_iter, tol=args.tol)
     result = problem.solve(theta, g, settings, x0=x0)
+    if args.method != "cg":
+        document = _other_method(args, result, theta, g, x0)
+        if args.json:
+            print(json.dumps(document, allow_nan=False))
+        else:
+            print(_format_other_method(document))
+        return 0
     if args.json:
-        print(json.dumps(result.to_dict(), allow_nan=False))
+        from trpo_viz.krylov import ritz_values
+
+        document = result.to_dict()
+        document["method"] = "cg"
+        document["hvps"] = result.cg.matvecs
+        document["ritz_values"] = [v.tolist() for v in ritz_values(result.cg.alphas,
+                                                                   result.cg.betas)]
+        print(json.dumps(document, allow_nan=False))
     else:
         print(format_result(result))
     return 0
+
+
+def _other_method(args, result, theta, g, x0) -> dict:
+    """The explorer's JSON document with the solve replaced by ``args.method``'s.
+
+    The references (exact solution, spectrum, H) stay; the per-iterate errors are
+    recomputed for the method's iterates against the same exact (H+λI)⁻¹g.
+    """
+    import numpy as np
+
+    from trpo_viz import analysis
+    from trpo_viz.hessian_operator import ObjectiveHessian
+    from trpo_viz.lineup import result_summary
+    from trpo_viz.serialize import to_jsonable
+
+    settings = result.settings
+    op = ObjectiveHessian(args.expr, n=args.n, dtype=args.dtype, hvp_mode=args.hvp)
+    with op.at(theta):
+        solved = op.suite.solve(args.method, g, x0=x0, damping=settings.damping,
+                                max_iter=settings.max_iter, rtol=settings.tol)
+    document = result.to_dict()
+    document.update(result_summary(args.method, solved))
+    document["hvp_count"] = document["hvps"]
+    for key in ("alphas", "betas", "curvatures"):
+        document.setdefault(key, None)
+    iterates = np.asarray(solved.iterates, np.float64)
+    if result.reference is not None and result.hessian is not None:
+        damped = result.hessian + settings.damping * np.eye(result.n)
+        errors = analysis.relative_errors(iterates, result.reference)
+        document["relative_errors"] = to_jsonable(errors)
+        document["final_error"] = to_jsonable(float(errors[-1]))
+        positive = result.eigenvalues is not None and result.eigenvalues[0] > 0
+        document["a_norm_errors"] = (to_jsonable(analysis.a_norm_errors(
+            iterates, result.reference, damped)) if positive else None)
+    else:
+        document["relative_errors"] = document["a_norm_errors"] = document["final_error"] = None
+    document["error_bound"] = None  # the CG bound says nothing about another method
+    return document
+
+
+def _format_other_method(document: dict) -> str:
+    from trpo_viz.inputs import format_vector
+
+    lines = [f"f(θ) = {document['expr']}   n = {document['n']}   method = {document['method']}",
+             "", f"{'k':>4} {'‖r_k‖':>12} {'rel.err':>10}"]
+    errors = document.get("relative_errors")
+    for k, norm in enumerate(document["residual_norms"]):
+        error = None if errors is None else errors[k]
+        lines.append(f"{k:>4} {_number(norm, '.4e', 12)} {_number(error, '.2e', 10)}")
+    lines += [
+        "",
+        f"stop reason: {document['stop_reason']} after {document['iterations']} iterations "
+        f"({document['hvps']} HVPs, set-up included)",
+        f"‖g − (H+λI)x‖:    {_number(document.get('true_residual_norm'), '.4e')}",
+        f"solution:         {format_vector(document['solution'], 10)}",
+    ]
+    if document.get("exact") is not None:
+        lines.append(f"exact H⁻¹g:       {format_vector(document['exact'], 10)}")
+    return "\n".join(lines)
 
 
 def _check_cg_options(args) -> None:
@@ -120,7 +205,7 @@ def _check_cg_options(args) -> None:
 
     if not (math.isfinite(args.damping) and args.damping >= 0):
         raise InputError(f"damping λ (--damping) must be a finite number ≥ 0, got {args.damping}")
-    if not 0.0 <= args.tol <= 1.0:  # False for NaN
+    if args.tol is not None and not 0.0 <= args.tol <= 1.0:  # False for NaN
         raise InputError(f"tolerance (--tol) must be between 0 and 1, got {args.tol}")
     if args.max_iter is not None and args.max_iter < 0:
         raise InputError(f"max iterations (--max-iter) must be 0 or more, got {args.max_iter}")
