@@ -87,11 +87,13 @@ def _plan(store, sweep_id: str, configs: list) -> list[storage.PlannedTrial]:
     return planned
 
 
-def test_a_failing_trial_and_a_killed_worker_do_not_stop_the_sweep(ray_local, tmp_path):
+def test_a_failing_trial_a_killed_worker_and_a_deleted_run_do_not_stop_the_sweep(
+        ray_local, tmp_path):
     broken = default_config("CartPole-v1", total_timesteps=512, **TINY)
     broken.env_id = "NoSuchTask-v0"  # valid hyperparameters, a task that cannot be made
     doomed = default_config("CartPole-v1", total_timesteps=256 * 200, seed=1, **TINY)
     healthy = default_config("CartPole-v1", total_timesteps=512, seed=2, **TINY)
+    deleted = default_config("CartPole-v1", total_timesteps=256 * 200, seed=3, **TINY)
     pids: dict[int, int] = {}
     killed = []
 
@@ -101,15 +103,17 @@ def test_a_failing_trial_and_a_killed_worker_do_not_stop_the_sweep(ray_local, tm
         if event.kind == "update" and event.index == 1 and not killed:
             killed.append(event.pid)
             os.kill(pids[1], signal.SIGKILL)  # the worker dies mid-trial
+        if event.kind == "update" and event.index == 3:
+            store.delete(event.run_id)  # e.g. from the run library, while it trains
 
     with RunStore(tmp_path / "runs.sqlite3") as store:
-        planned = _plan(store, "failures", [broken, doomed, healthy])
+        planned = _plan(store, "failures", [broken, doomed, healthy, deleted])
         outcomes = engine.drive(store, planned, max_parallel=2, on_event=on_event)
-        assert [o.status for o in outcomes] == ["failed", "failed", "finished"]
+        assert [o.status for o in outcomes] == ["failed", "failed", "finished", "cancelled"]
         assert "NoSuchTask" in outcomes[0].error
         assert killed and ("died" in outcomes[1].error.lower()
                            or "crash" in outcomes[1].error.lower()), outcomes[1].error
-        infos = [store.run(p.run_id) for p in planned]
+        infos = [store.run(p.run_id) for p in planned[:3]]
         assert [i.status for i in infos] == ["failed", "failed", "finished"]
         assert infos[0].error == outcomes[0].error
         assert store.record_count(planned[1].run_id) >= 1  # what it did before it died stays

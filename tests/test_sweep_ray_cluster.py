@@ -1,7 +1,7 @@
 """Sweeps on a real Ray cluster: a separately started ``ray start --head`` on 127.0.0.1.
 
 The fixture starts the head node as its own process session (with token authentication,
-as ``ray start`` does by default, and a token of its own), connects through
+as ``ray start`` does by default, and Ray's default token file), connects through
 ``--address``/``address=`` exactly as a user would, and at the end ends every process
 of that session (not ``ray stop``, which would stop every Ray on the machine).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -80,13 +79,15 @@ def cluster():
     if not RAY.exists():
         pytest.skip(f"no ray command beside {sys.executable}")
     temp = Path(tempfile.mkdtemp(prefix="rayc", dir="/tmp"))  # short: Ray's socket paths
-    token = temp / "auth_token"
-    token.write_text(secrets.token_hex(32))
-    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    saved = {name: os.environ.get(name) for name in auth}
-    os.environ.update(auth)  # this process is the driver: it needs the same token
-    port = _free_port()
+    # The token: Ray's default file (~/.ray/auth_token, created if missing), which a local
+    # instance started earlier in this process has already read (Ray keeps the first).
+    auth = {"RAY_AUTH_MODE": "token"}
     env = os.environ | auth | {"RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([str(RAY), "get-auth-token", "--generate"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = {name: os.environ.get(name) for name in auth}
+    os.environ.update(auth)  # this process is the driver: it sends the same token
+    port = _free_port()
     log = (temp / "head.log").open("w")
     head = subprocess.Popen(
         [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),

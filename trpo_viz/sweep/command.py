@@ -142,8 +142,9 @@ def _execute(args, spec, db_path: Path) -> int:
         # Ray prints its own notices (a worker died, …) to stdout: keep stdout for the
         # report (the --json object) alone.
         with contextlib.redirect_stdout(sys.stderr):
-            run = runner.execute(spec, db_path, args.sweep_id, args.address, args.workers,
-                                 cancel, on_event, on_ready)
+            run = runner.execute(spec, db_path, sweep_id=args.sweep_id, address=args.address,
+                                 workers=args.workers, cancel=cancel, on_event=on_event,
+                                 on_ready=on_ready)
     finally:
         for bar in bars:
             bar.close()

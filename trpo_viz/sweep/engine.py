@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -310,6 +311,8 @@ def drive(store, planned: list[storage.PlannedTrial], max_parallel: int,
     """
     import ray
 
+    from trpo_viz.runs.schema import StoreError
+
     if max_parallel < 1:
         raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
     cancel = cancel or threading.Event()
@@ -329,28 +332,48 @@ def drive(store, planned: list[storage.PlannedTrial], max_parallel: int,
                 break
             while queue and len(running) < max_parallel:
                 p = queue.popleft()
+                if _stop_requested(store, p.run_id):  # stopped on its own (/trpo), deleted
+                    storage.mark_cancelled(store, p.run_id, started=False)
+                    outcomes[p.trial.index] = _outcome(p, "cancelled", error=storage.CANCELLED)
+                    on_event(SweepEvent("end", p.trial.index, p.run_id, status="cancelled"))
+                    continue
                 store.set_status(p.run_id, "starting", error=None)
                 store.heartbeat(p.run_id, os.getpid())
                 running[remote.remote(p.trial.config.to_dict())] = _Running(p)
             ready, _ = ray.wait(list(running), num_returns=len(running), timeout=POLL_S)
             for gen in ready:
                 state = running[gen]
-                end = _advance(store, gen, state, on_event)
+                try:
+                    end = _advance(store, gen, state, on_event)
+                except StoreError:  # its run was deleted while it trained
+                    ray.cancel(gen)
+                    end = _end(store, state, "cancelled", on_event)
                 if end is not None:
                     del running[gen]
                     outcomes[state.planned.trial.index] = end
             if time.monotonic() - last_beat > HEARTBEAT_S:
                 last_beat = time.monotonic()
                 for gen, state in list(running.items()):
-                    store.heartbeat(state.planned.run_id, os.getpid())
-                    if store.run(state.planned.run_id).desired == "stop":
-                        ray.cancel(gen)  # the trial's own Stop (e.g. from /trpo)
+                    if _stop_requested(store, state.planned.run_id):
+                        ray.cancel(gen)  # the trial's own Stop (e.g. from /trpo), or deleted
+                    else:
+                        store.heartbeat(state.planned.run_id, os.getpid())
     except KeyboardInterrupt:
         cancel.set()
     finally:
         if running or queue:
             _cancel_all(store, running, queue, outcomes, on_event)
     return [outcomes[p.trial.index] for p in planned]
+
+
+def _stop_requested(store, run_id: str) -> bool:
+    """The trial's run asks to stop (/trpo's Stop) or no longer exists (deleted)."""
+    from trpo_viz.runs.schema import StoreError
+
+    try:
+        return store.run(run_id).desired == "stop"
+    except StoreError:
+        return True
 
 
 def _outcome(p: storage.PlannedTrial, status: str, **extra) -> TrialOutcome:
@@ -392,7 +415,11 @@ def _advance(store, gen, state: _Running, on_event) -> TrialOutcome | None:
                             extra={"host": state.host}))
     elif kind == "update":
         record = UpdateRecord.from_dict(item["record"])
-        store.append_update(p.run_id, record, None, item.get("checkpoint"))
+        try:
+            store.append_update(p.run_id, record, None, item.get("checkpoint"))
+        except sqlite3.IntegrityError:  # the run was deleted while it trained
+            ray.cancel(gen)
+            return _end(store, state, "cancelled", on_event)
         state.updates += 1
         on_event(SweepEvent("update", p.trial.index, p.run_id, update=record.update,
                             total_timesteps=record.total_timesteps,
@@ -404,14 +431,19 @@ def _advance(store, gen, state: _Running, on_event) -> TrialOutcome | None:
 
 
 def _end(store, state: _Running, status: str, on_event, error: str | None = None):
+    from trpo_viz.runs.schema import StoreError
+
     p = state.planned
-    if status == "finished":
-        extra = {} if state.wall_s is None else {"wall_s": state.wall_s}
-        store.set_status(p.run_id, "finished", worker_pid=None, **extra)
-    elif status == "failed":
-        store.set_status(p.run_id, "failed", error=error, worker_pid=None)
-    else:
-        storage.mark_cancelled(store, p.run_id, started=True)
+    try:
+        if status == "finished":
+            extra = {} if state.wall_s is None else {"wall_s": state.wall_s}
+            store.set_status(p.run_id, "finished", worker_pid=None, **extra)
+        elif status == "failed":
+            store.set_status(p.run_id, "failed", error=error, worker_pid=None)
+        else:
+            storage.mark_cancelled(store, p.run_id, started=True)
+    except StoreError:  # the run was deleted meanwhile: nothing left to mark
+        pass
     on_event(SweepEvent("end", p.trial.index, p.run_id, status=status, extra={"error": error}))
     return _outcome(p, status, error=error, wall_s=state.wall_s,
                     max_rss_mib=state.max_rss_mib, host=state.host, pid=state.pid,

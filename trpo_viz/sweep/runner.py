@@ -41,9 +41,10 @@ def check(spec: SweepSpec, db_path, sweep_id: str) -> None:
         storage.check_plan(store, sweep_id, spec)
 
 
-def execute(spec: SweepSpec, db_path, sweep_id: str | None = None, address: str | None = None,
-            workers: int | None = None, cancel: threading.Event | None = None,
-            on_event: Callable | None = None, parallel: int | None = None,
+def execute(spec: SweepSpec, db_path, *, sweep_id: str | None = None,
+            address: str | None = None, workers: int | None = None,
+            cancel: threading.Event | None = None, on_event: Callable | None = None,
+            parallel: int | None = None,
             on_ready: Callable[[str, engine.EngineInfo, list], None] | None = None) -> SweepRun:
     """Run ``spec`` (or continue sweep ``sweep_id``) and store every trial.
 

@@ -179,8 +179,14 @@ def trial_name(sweep_id: str, trial: Trial) -> str:
 
 
 def mark_cancelled(store, run_id: str, started: bool) -> None:
+    """Store the trial as cancelled (nothing to do if its run was deleted meanwhile)."""
+    from trpo_viz.runs.schema import StoreError
+
     reason = "the sweep was stopped" if started else "the sweep was stopped before it started"
-    store.set_status(run_id, "stopped", error=f"{CANCELLED}: {reason}", worker_pid=None)
+    try:
+        store.set_status(run_id, "stopped", error=f"{CANCELLED}: {reason}", worker_pid=None)
+    except StoreError:
+        pass
 
 
 def setting_label_of(info) -> str:
