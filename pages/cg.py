@@ -21,10 +21,17 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from trpo_viz import explain, presets
+from trpo_viz.curvature import negative_curvature_advice
 from trpo_viz.explorer import DEFAULT_TOL, MAX_EXPLICIT_N, MAX_ITER, CGSettings, CompiledProblem
 from trpo_viz.expr import ExpressionError
 from trpo_viz.figures import cg as figures
+from trpo_viz.figures import krylov as krylov_figures
+from trpo_viz.hessian_operator import ObjectiveHessian
 from trpo_viz.inputs import InputError, parse_vector
+from trpo_viz.krylov import MAX_HEATMAP_N, krylov_view
+from trpo_viz.lineup import MAX_BUDGET
+from trpo_viz.slq import DEFAULT_STARTS, slq_density
+from trpo_viz.spectrum import DEFAULT_STEPS, EXACT_COMPARE_N, MAX_STEPS, estimate_spectrum
 
 if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
     PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
@@ -41,6 +48,48 @@ NUMBERS = {"damping": (0.0, 1e6), "tol": (0.0, 1.0), "iters": (0, MAX_ITER)}
 def compiled_problem(text: str, dtype: str, hvp: str) -> CompiledProblem:
     """f, its HVP and the CG solver, traced once per (text, dtype, HVP mode) for all sessions."""
     return CompiledProblem(text, dtype=dtype, hvp_mode=hvp)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def objective_hessian(text: str, dtype: str, hvp: str) -> ObjectiveHessian:
+    """H(θ) as an operator with its compiled line-up solvers and Lanczos, once per problem."""
+    return ObjectiveHessian(text, dtype=dtype, hvp_mode=hvp)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def solver_lineup(text: str, dtype: str, hvp: str, theta: tuple, g: tuple, x0: tuple | None,
+                  damping: float, rtol: float, budget: int):
+    """CG, Jacobi-PCG, MINRES and steepest descent on (H+λI)x = g, with the exact references
+    where H can be formed; cached per inputs (the solves cost up to 4 × budget HVPs)."""
+    op = objective_hessian(text, dtype, hvp)
+    with op.at(theta):
+        hessian = op.explicit() if op.n <= MAX_EXPLICIT_N else None
+        return op.suite.lineup(np.array(g), budget, damping=damping, rtol=rtol,
+                               x0=None if x0 is None else np.array(x0), hessian=hessian)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def lanczos_spectrum(text: str, dtype: str, hvp: str, theta: tuple, k: int):
+    """k Lanczos steps on H(θ) (extremes, κ estimate) and an SLQ density, compared with the
+    exact spectrum where n ≤ EXACT_COMPARE_N; cached per inputs."""
+    op = objective_hessian(text, dtype, hvp)
+    with op.at(theta):
+        hessian = op.explicit() if op.n <= EXACT_COMPARE_N else None
+        estimate = estimate_spectrum(op.lanczos, op.n, k, dtype=op.dtype, hessian=hessian)
+        eigenvalues = None if hessian is None else np.linalg.eigvalsh(hessian)
+        density = slq_density(op.lanczos, op.n, min(k, op.n), starts=DEFAULT_STARTS,
+                              dtype=op.dtype, eigenvalues=eigenvalues)
+    return estimate, density, eigenvalues
+
+
+def set_damping(value: float) -> None:
+    """Callback of the "use this λ" button."""
+    st.session_state.damping = float(value)
+
+
+def as_key(vector) -> tuple | None:
+    """A vector as a hashable cache key (None stays None)."""
+    return None if vector is None else tuple(float(v) for v in vector)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -316,6 +365,18 @@ elif result.exact is None:
 curvature = explain.curvature_message(result)
 if curvature:
     st.warning(curvature, icon="↪️")
+advice = negative_curvature_advice(
+    cg, result.settings.damping,
+    eigenvalues=None if result.eigenvalues is None
+    else result.eigenvalues - result.settings.damping)
+if advice is not None:
+    st.markdown("**What negative curvature means.** " + plain(advice.explanation))
+    offer = st.columns([2, 3], vertical_alignment="center")
+    offer[0].button(f"Use damping λ = {advice.suggested_damping:.3g}", key="use_damping",
+                    on_click=set_damping, args=(advice.suggested_damping,),
+                    icon=":material/healing:")
+    offer[1].caption("Or compare with MINRES, which needs no positive curvature: turn on the "
+                     "solver line-up below.")
 if cg.stop_reason == "max_iter" and cg.iterations < result.n:
     st.info("CG stopped at the iteration limit before reaching the tolerance: raise "
             "max iterations to continue.", icon="ℹ️")
@@ -359,6 +420,104 @@ if result.eigenvalues is not None:
                             .map(lambda v: fmt(v, 6)))
         else:
             mat_right.markdown("H is singular: no inverse.")
+    if result.n <= MAX_HEATMAP_N:
+        heat_left, heat_right = st.columns(2)
+        heat_left.plotly_chart(krylov_figures.matrix_figure(result.hessian, "H"),
+                               key="hessian_heatmap")
+        inverse = result.hessian_inverse
+        if inverse is not None:
+            heat_right.plotly_chart(krylov_figures.matrix_figure(inverse, "H⁻¹"),
+                                    key="inverse_heatmap")
+
+# ----------------------------------------------------------------------------- Krylov view
+
+st.header("Krylov view: why CG works")
+view = krylov_view(cg, hessian=result.hessian if result.reference is not None else None,
+                   reference=result.reference, damping=result.settings.damping)
+if view.iterations == 0:
+    st.info("CG took no step, so there are no Ritz values to show.", icon="ℹ️")
+else:
+    st.markdown(
+        "CG finds the extreme eigenvalues first. After k steps CG has built Lanczos's "
+        "tridiagonal matrix T_k from its α and β (no extra HVPs); the eigenvalues of T_k, the "
+        "**Ritz values**, approximate eigenvalues of H + λI, the outermost ones first. The "
+        "residual is r_k = p_k(H + λI) r_0 for a polynomial with p_k(0) = 1 whose roots are "
+        "the Ritz values: where a root sits on an eigenvalue, that eigencomponent of the "
+        "error is gone.")
+    if view.eigenvalues is None:
+        st.caption("H was not formed (or H + λI is singular): Ritz values only, no exact "
+                   "spectrum to compare with.")
+    st.plotly_chart(krylov_figures.ritz_figure(view), key="ritz_chart")
+    st.session_state.krylov_k = min(st.session_state.get("krylov_k", view.iterations),
+                                    view.iterations)
+    k_shown = st.slider("iteration k of the residual polynomial", 0, view.iterations,
+                        key="krylov_k") if view.iterations > 0 else 0
+    st.plotly_chart(krylov_figures.polynomial_figure(view, k_shown), key="polynomial_chart")
+    heatmap = krylov_figures.eigencomponent_figure(view)
+    if heatmap is not None:
+        st.plotly_chart(heatmap, key="eigencomponent_chart")
+        st.caption("v_iᵀ(x_k − x*) = p_k(λ_i)·v_iᵀ(x_0 − x*): a component dies where p_k has a "
+                   f"root near λ_i. Values near {np.finfo(np.float64).eps:.0e}·‖x*‖ and below "
+                   "are rounding, not mathematics.")
+    elif result.n > MAX_HEATMAP_N and result.hessian is not None:
+        st.caption(f"The error per eigencomponent is drawn for n ≤ {MAX_HEATMAP_N}.")
+
+# ----------------------------------------------------------------------------- line-up
+
+st.header("Solver line-up")
+text_key, theta_key, g_key = expr.strip(), as_key(result.theta), as_key(result.g)
+x0_key = as_key(x0) if x0 is not None else None
+lineup_on = st.toggle("Compare CG with Jacobi-PCG, MINRES and steepest descent",
+                      key="lineup_on",
+                      help="runs four solvers on the same HVP budget (cached per input)")
+if lineup_on:
+    budget = st.number_input("HVP budget per method", min_value=1, max_value=MAX_BUDGET,
+                             value=min(MAX_BUDGET, max(20, 2 * result.n), 200), step=1,
+                             key="lineup_budget")
+    with st.spinner("Running the line-up…", show_time=True):
+        lineup = solver_lineup(text_key, dtype, hvp, theta_key, g_key, x0_key,
+                               result.settings.damping, result.settings.tol, int(budget))
+    st.plotly_chart(krylov_figures.lineup_figure(lineup), key="lineup_chart")
+    rows = [{"method": t.label, "iterations": t.iterations, "HVPs": t.total_hvps,
+             "stop reason": t.stop_reason.replace("_", " "), "note": t.note}
+            for t in lineup.traces.values()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption("x-axis: HVPs used, set-up included (PCG pays for its diagonal; the exact "
+               "route forms H from n HVPs). Residuals are recomputed from the explicit H "
+               "where it was formed. A-norm errors exist only when H + λI is positive definite.")
+
+# ----------------------------------------------------------------------------- spectrum
+
+with st.expander("Spectrum without H (Lanczos and stochastic Lanczos quadrature)"):
+    st.markdown("Lanczos on HVPs alone: k products give the extreme eigenvalues of H "
+                "(Ritz values with residual bounds), a κ estimate, and, from a few random "
+                "starts, the spectral density (SLQ). Of the undamped H.")
+    steps = st.number_input("Lanczos steps k", min_value=1, max_value=min(MAX_STEPS, result.n),
+                            value=min(DEFAULT_STEPS, result.n), step=1, key="lanczos_k")
+    if st.button("Estimate the spectrum", key="lanczos_run") or st.session_state.get(
+            "lanczos_done") == (text_key, dtype, hvp, theta_key, int(steps)):
+        st.session_state.lanczos_done = (text_key, dtype, hvp, theta_key, int(steps))
+        with st.spinner("Lanczos…", show_time=True):
+            estimate, density, exact = lanczos_spectrum(text_key, dtype, hvp, theta_key,
+                                                        int(steps))
+        kappa_est = estimate.condition_estimate
+        cols_est = st.columns(3)
+        cols_est[0].metric("HVPs used", estimate.hvps + density.hvps)
+        cols_est[1].metric("κ estimate θ_max/θ_min",
+                           "—" if kappa_est is None or not np.isfinite(kappa_est)
+                           else f"{kappa_est:.4g}")
+        cols_est[2].metric("exact κ", "—" if estimate.exact_condition is None
+                           else f"{estimate.exact_condition:.4g}")
+        extremes = {"": ["largest", "smallest"],
+                    "Ritz value": [sci(estimate.largest[0], 6), sci(estimate.smallest[0], 6)],
+                    "residual bound": [sci(estimate.largest_residual_bounds[0]),
+                                       sci(estimate.smallest_residual_bounds[0])]}
+        if estimate.exact_largest is not None:
+            extremes["exact"] = [sci(estimate.exact_largest[0], 6),
+                                 sci(estimate.exact_smallest[0], 6)]
+        st.table(pd.DataFrame(extremes).set_index(""))
+        st.plotly_chart(krylov_figures.spectrum_estimate_figure(estimate, density, exact),
+                        key="lanczos_chart")
 
 st.header("Trace")
 trace = pd.DataFrame(figures.trace_table(result))

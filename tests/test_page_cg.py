@@ -47,7 +47,8 @@ def test_default_page_solves_the_source_example():
     assert metrics["iterations"] == "3"
     assert metrics["stop reason"] == "converged"
     charts = at.get("plotly_chart")
-    assert len(charts) == 3  # iterates, convergence, spectrum
+    # iterates, convergence, spectrum, H and H⁻¹ heatmaps, Ritz values, p_k, eigencomponents
+    assert len(charts) == 8
     spec = json.loads(charts[0].proto.spec)
     assert len(spec["frames"]) == 4
     assert spec["data"][0]["type"] == "scatter3d"

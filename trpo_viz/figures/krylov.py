@@ -1,0 +1,215 @@
+"""Figures of the Krylov view of a CG solve, and of the solver line-up.
+
+Every builder takes plain data (a :class:`~trpo_viz.krylov.KrylovView`, a
+:class:`~trpo_viz.lineup.Lineup`, a matrix) and returns a ``go.Figure``; none draws
+anything and none computes a product with H.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+EIGEN_COLOR = "#2ca02c"
+RITZ_COLOR = "#d62728"
+POLY_COLOR = "#1f77b4"
+METHOD_COLORS = {"cg": "#d62728", "pcg": "#9467bd", "minres": "#1f77b4", "sd": "#7f7f7f",
+                 "exact": "#2ca02c"}
+LOG_AXIS = {"type": "log", "exponentformat": "power", "minor": {"showgrid": False}}
+
+
+def _positive(values) -> list:
+    """Values for a log axis: non-positive and non-finite entries become gaps (None)."""
+    return [float(v) if v is not None and np.isfinite(v) and v > 0 else None for v in values]
+
+
+def ritz_figure(view) -> go.Figure:
+    """Ritz values of T_k (points, one row per k) over the true spectrum (vertical lines).
+
+    x: λ; y: the iteration k. The extreme Ritz values settle on the extreme eigenvalues
+    first and the interior ones later.
+    """
+    fig = go.Figure()
+    if view.eigenvalues is not None:
+        xs, ys = [], []
+        top = max(view.iterations, 1) + 0.5
+        for lam in view.eigenvalues:
+            xs += [float(lam), float(lam), None]
+            ys += [0.5, top, None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="eigenvalues of H + λI",
+                                 line={"color": EIGEN_COLOR, "width": 1}, opacity=0.5,
+                                 hoverinfo="skip"))
+    ks, values, bounds = [], [], []
+    for k, (ritz, bound) in enumerate(zip(view.ritz_values, view.ritz_residual_bounds,
+                                          strict=True), start=1):
+        ks += [k] * len(ritz)
+        values += [float(v) for v in ritz]
+        bounds += [float(b) for b in bound] if bound is not None else [float("nan")] * len(ritz)
+    fig.add_trace(go.Scatter(
+        x=values, y=ks, mode="markers", name="Ritz values of T_k",
+        marker={"color": RITZ_COLOR, "size": 7},
+        customdata=bounds,
+        hovertemplate="k = %{y}<br>θ = %{x:.6g}<br>residual bound %{customdata:.2e}"
+                      "<extra></extra>"))
+    if view.rejected_ritz_values is not None:
+        k = view.iterations + 1
+        fig.add_trace(go.Scatter(
+            x=[float(v) for v in view.rejected_ritz_values],
+            y=[k] * len(view.rejected_ritz_values), mode="markers",
+            name="T_{k+1} with the rejected step",
+            marker={"color": RITZ_COLOR, "size": 9, "symbol": "x-open"}))
+    fig.update_layout(
+        title="Ritz values per iteration over the spectrum",
+        xaxis_title="λ", yaxis_title="iteration k", height=380,
+        legend={"orientation": "h", "y": -0.25}, margin={"t": 50},
+    )
+    fig.update_yaxes(autorange="reversed", dtick=1 if view.iterations <= 20 else None)
+    return fig
+
+
+def polynomial_figure(view, k: int) -> go.Figure:
+    """p_k(λ) on the grid, p_k(λ_i) at the eigenvalues, its roots (the Ritz values of T_k)
+    and p_k(0) = 1."""
+    if not 0 <= k <= view.iterations:
+        raise ValueError(f"k must be from 0 to {view.iterations}")
+    fig = go.Figure()
+    curve = np.asarray(view.residual_polynomials[k], np.float64)
+    fig.add_trace(go.Scatter(x=view.grid, y=curve, mode="lines", name=f"p_{k}(λ)",
+                             line={"color": POLY_COLOR}))
+    if view.eigenvalues is not None:
+        fig.add_trace(go.Scatter(
+            x=view.eigenvalues, y=view.polynomial_at_eigenvalues[k], mode="markers",
+            name="p_k(λ_i) at the eigenvalues", marker={"color": EIGEN_COLOR, "size": 8}))
+    if k >= 1:
+        roots = view.ritz_values[k - 1]
+        fig.add_trace(go.Scatter(x=roots, y=np.zeros(len(roots)), mode="markers",
+                                 name="roots = Ritz values",
+                                 marker={"color": RITZ_COLOR, "symbol": "x", "size": 9}))
+    fig.add_trace(go.Scatter(x=[0.0], y=[1.0], mode="markers", name="p_k(0) = 1",
+                             marker={"color": "black", "size": 9, "symbol": "diamond"}))
+    # Clip the view to where the spectrum is: outside it p_k grows like λ^k.
+    finite = curve[np.isfinite(curve)]
+    limit = 1.5 if finite.size == 0 else min(max(1.5, float(np.max(np.abs(finite)))), 3.0)
+    fig.add_hline(y=0.0, line={"color": "#bbbbbb", "width": 1})
+    fig.update_layout(title=f"Residual polynomial p_{k}(λ): r_k = p_k(H + λI) r_0",
+                      xaxis_title="λ", yaxis_title="p_k(λ)", height=380,
+                      yaxis_range=[-limit, limit], legend={"orientation": "h", "y": -0.25},
+                      margin={"t": 50})
+    return fig
+
+
+def eigencomponent_figure(view) -> go.Figure | None:
+    """Heatmap of |v_iᵀ(x_k − x*)|: eigenvalue index (ascending λ_i) against k, log colour."""
+    errors = view.eigencomponent_errors
+    if errors is None:
+        return None
+    with np.errstate(divide="ignore"):
+        z = np.log10(np.where(errors > 0, errors, np.nan)).T  # [n, k+1]
+    finite = z[np.isfinite(z)]
+    if finite.size == 0:
+        return None
+    low, high = float(np.floor(finite.min())), float(np.ceil(finite.max()))
+    high = max(high, low + 1)
+    step = max(1, int(np.ceil((high - low) / 8)))
+    ticks = np.arange(low, high + 1, step)
+    labels = [f"1e{int(t)}" for t in ticks]
+    y_labels = [f"λ{i + 1} = {lam:.3g}" for i, lam in enumerate(view.eigenvalues)]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(errors.shape[0])), y=y_labels, colorscale="Viridis",
+        zmin=low, zmax=high,
+        colorbar={"title": "|vᵢᵀ(x_k − x*)|", "tickvals": ticks, "ticktext": labels},
+        customdata=errors.T,
+        hovertemplate="k = %{x}<br>%{y}<br>error %{customdata:.2e}<extra></extra>"))
+    fig.update_layout(title="Error per eigencomponent |vᵢᵀ(x_k − x*)|",
+                      xaxis_title="iteration k", yaxis_title="eigenvector vᵢ (ascending λᵢ)",
+                      height=max(300, min(700, 120 + 12 * errors.shape[1])), margin={"t": 50})
+    if errors.shape[1] > 30:
+        fig.update_yaxes(showticklabels=False)
+    return fig
+
+
+def matrix_figure(matrix: np.ndarray, title: str) -> go.Figure:
+    """A symmetric matrix as a heatmap on a diverging scale centred on 0 (row 1 on top)."""
+    matrix = np.asarray(matrix, np.float64)
+    n = matrix.shape[0]
+    names = [f"x{i + 1}" for i in range(n)]
+    finite = matrix[np.isfinite(matrix)]
+    scale = float(np.max(np.abs(finite))) if finite.size else 1.0
+    fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="RdBu_r",
+                               zmid=0.0, zmin=-scale, zmax=scale,
+                               hovertemplate="%{y}, %{x}: %{z:.4g}<extra></extra>"))
+    fig.update_layout(title=title, height=360, margin={"t": 50})
+    fig.update_yaxes(autorange="reversed", scaleanchor="x")
+    return fig
+
+
+LINEUP_PANELS = (("residual_norms", "residual ‖b − (H+λI)x_k‖"),
+                 ("relative_errors", "relative error ‖x_k − x*‖/‖x*‖"),
+                 ("a_norm_errors", "A-norm error ‖x_k − x*‖_{H+λI}"))
+
+
+def lineup_figure(lineup) -> go.Figure:
+    """Each method's residual, relative error and A-norm error against the HVPs used.
+
+    The residual is the true residual from the explicit H when it is known, else what
+    the method tracked. A panel with no data for a method (x* unknown, or H + λI not
+    positive definite for the A-norm) leaves that method out.
+    """
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[title for _, title in LINEUP_PANELS],
+                        horizontal_spacing=0.07)
+    for key, trace in lineup.traces.items():
+        color = METHOD_COLORS.get(key, "#000000")
+        for col, (name, _) in enumerate(LINEUP_PANELS, start=1):
+            values = getattr(trace, name)
+            if name == "residual_norms" and trace.true_residual_norms is not None:
+                values = trace.true_residual_norms
+            if values is None:
+                continue
+            mode = "markers" if key == "exact" else "lines+markers"
+            fig.add_trace(go.Scatter(
+                x=trace.hvps, y=_positive(values), mode=mode, name=trace.label,
+                legendgroup=key, showlegend=col == 1,
+                line={"color": color}, marker={"color": color, "size": 5,
+                                               "symbol": "star" if key == "exact" else "circle"},
+                hovertemplate=f"{trace.label}<br>HVPs %{{x}}<br>%{{y:.2e}}<extra></extra>"),
+                row=1, col=col)
+    fig.update_xaxes(title_text="HVPs used")
+    fig.update_yaxes(**LOG_AXIS)
+    fig.update_layout(height=420, legend={"orientation": "h", "y": -0.2}, margin={"t": 60})
+    return fig
+
+
+def spectrum_estimate_figure(estimate, density=None, eigenvalues=None) -> go.Figure:
+    """Lanczos Ritz values (with residual bounds as error bars) over the exact spectrum,
+    and the SLQ density estimate (with the exact spectrum broadened alike) when given."""
+    rows = 2 if density is not None else 1
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=["Lanczos Ritz values (k products)"]
+                        + (["spectral density (SLQ)"] if density is not None else []))
+    if eigenvalues is not None:
+        fig.add_trace(go.Scatter(x=eigenvalues, y=np.zeros(len(eigenvalues)), mode="markers",
+                                 name="exact eigenvalues",
+                                 marker={"symbol": "line-ns-open", "size": 14,
+                                         "color": EIGEN_COLOR}), row=1, col=1)
+    ritz = np.asarray(estimate.ritz_values, np.float64)
+    bounds = np.asarray(estimate.ritz_residual_bounds, np.float64)
+    fig.add_trace(go.Scatter(x=ritz, y=np.ones(len(ritz)), mode="markers",
+                             name="Ritz values ± residual bound",
+                             error_x={"type": "data", "array": bounds, "visible": True},
+                             marker={"color": RITZ_COLOR, "size": 8}), row=1, col=1)
+    fig.update_yaxes(tickvals=[0, 1], ticktext=["exact", "Lanczos"], range=[-0.5, 1.5],
+                     row=1, col=1)
+    if density is not None:
+        fig.add_trace(go.Scatter(x=density.grid, y=density.density, mode="lines",
+                                 name="SLQ estimate", line={"color": RITZ_COLOR}), row=2, col=1)
+        if density.exact_density is not None:
+            fig.add_trace(go.Scatter(x=density.grid, y=density.exact_density, mode="lines",
+                                     name="exact (same broadening)",
+                                     line={"color": EIGEN_COLOR, "dash": "dot"}), row=2, col=1)
+        fig.update_xaxes(title_text="λ", row=2, col=1)
+    else:
+        fig.update_xaxes(title_text="λ", row=1, col=1)
+    fig.update_layout(height=300 * rows, legend={"orientation": "h", "y": -0.15},
+                      margin={"t": 50})
+    return fig
