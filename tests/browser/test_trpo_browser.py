@@ -1,4 +1,9 @@
-"""TRPO live in headless Chromium against a real `streamlit run app.py`: the run_every loop."""
+"""TRPO live in headless Chromium against a real `streamlit run app.py`.
+
+The page is a view of a stored run that the server's worker processes train: Start
+names the run in the URL (``?run=<id>``), the page redraws as updates land, Pause
+stops the worker, and a reload or a follow link shows the same run.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ UPDATE = re.compile(r"Update (\d+) of (\d+)")
 
 
 def update_count(page) -> int:
-    """The progress line's update number (0 before the first update)."""
+    """The status line's update number (0 before the first update)."""
     text = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text=UPDATE)
     if text.count() == 0:
         return 0
@@ -27,7 +32,7 @@ def wait_for_update_past(page, n: int) -> int:
                  .some(e => { const m = e.innerText.match(/Update (\\d+) of/);
                               return m && Number(m[1]) > n; })""",
         arg=n,
-        timeout=timeout_ms(120),  # a few TRPO updates on a loaded machine
+        timeout=timeout_ms(180),  # a worker process starts (TensorFlow) and trains a few updates
     )
     return update_count(page)
 
@@ -36,16 +41,20 @@ def assert_no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
-def wait_until_paused(page) -> None:
-    """The paused state: Start enabled, the inspect slider shown, no script run in flight."""
-    from playwright.sync_api import expect  # installed: the browser fixture checked
-
-    expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=PAGE_TIMEOUT_MS)
-    page.get_by_text("Update to inspect").wait_for()  # drawn only when the loop is off
+def wait_until_script_idle(page) -> None:
     page.wait_for_function(
         "() => !document.querySelector("
         "'[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')"
     )
+
+
+def wait_until_paused(page) -> None:
+    """The paused state: Resume enabled, the inspect slider shown, no script run in flight."""
+    from playwright.sync_api import expect  # installed: the browser fixture checked
+
+    expect(page.get_by_role("button", name="Resume")).to_be_enabled(timeout=PAGE_TIMEOUT_MS)
+    page.get_by_text("Update to inspect").wait_for()  # drawn only while the run is not training
+    wait_until_script_idle(page)
 
 
 def open_trpo(page, url):
@@ -55,22 +64,24 @@ def open_trpo(page, url):
 
 
 def test_start_train_pause_and_an_independent_second_session(
-    browser, page, streamlit_server, screenshots, tmp_path
+    browser, page, streamlit_server, screenshots
 ):
     open_trpo(page, streamlit_server)
     page.get_by_role("button", name="Start").click()
+    page.wait_for_url(re.compile(r"[?&]run=\w+"))  # the run is named in the URL
+    run_url = page.url
     reached = wait_for_update_past(page, 3)
     assert reached > 3
-    # The rest of the page answers during training: open the talk-mode panel.
-    page.get_by_text("Talk mode: load a saved run").click()
-    page.get_by_text("Saved run (.zip)").wait_for()
-    page.get_by_text("Talk mode: load a saved run").click()
+    # The rest of the page answers during training: open and close the settings.
+    page.get_by_text("Task and hyperparameters").click()
+    page.get_by_text("Hidden sizes").first.wait_for()
+    page.get_by_text("Task and hyperparameters").click()
     assert wait_for_update_past(page, reached) > reached  # and training went on
     # The trust-region slice is drawn (its legend names the KL = δ contour).
     page.get_by_text("KL = δ (trust region)").first.wait_for()
     assert_no_exception(page)
 
-    # A second browser context is a separate session with no run of its own.
+    # A second browser context is a separate session: /trpo there shows no run.
     other, second = new_tab(browser)
     open_trpo(second, streamlit_server)
     second.get_by_text("Press Start to train").first.wait_for()
@@ -80,20 +91,25 @@ def test_start_train_pause_and_an_independent_second_session(
     page.get_by_role("button", name="Pause").click()
     wait_until_paused(page)
     paused_at = update_count(page)
-    # A running loop ticks every 0.05 s and lands an update within seconds even on a
-    # loaded machine: none may arrive in this window (a longer one only looks harder).
+    # A training worker lands an update within seconds even on a loaded machine: none may
+    # arrive in this window (a longer one only looks harder, it cannot fail a paused run).
     page.wait_for_timeout(timeout_ms(2.5))
     assert update_count(page) == paused_at, "training went on after Pause"
     assert_no_exception(page)
 
-    # Switching to the CG explorer and back keeps this session's run.
-    page.locator('[data-testid="stSidebarNav"]').get_by_text("CG explorer").click()
-    page.get_by_text("Conjugate gradient on Hessian-vector products").wait_for()
-    page.locator('[data-testid="stSidebarNav"]').get_by_text("TRPO live").click()
-    page.get_by_text(f"Update {paused_at} of").first.wait_for()
+    # A reload shows the same run where it paused; a follow link shows it read-only.
+    page.goto(run_url)
+    page.get_by_text(f"Update {paused_at} of {paused_at}").first.wait_for()
     page.get_by_text("KL = δ (trust region)").first.wait_for()
+    other, follower = new_tab(browser)
+    follower.goto(f"{run_url}&follow=1")
+    follower.get_by_text(f"Update {paused_at} of {paused_at}").first.wait_for()
+    follower.get_by_text("read-only").first.wait_for()
+    assert follower.get_by_role("button", name="Pause").count() == 0
+    other.close()
 
     # Streamlit scrolls inside its own container: grow the viewport to the page's height.
+    wait_until_script_idle(page)
     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": 1400, "height": min(int(height) + 100, 6000)})
     page.wait_for_timeout(timeout_ms(1.5))  # Plotly re-lays out: for the picture, not a verdict
@@ -101,14 +117,8 @@ def test_start_train_pause_and_an_independent_second_session(
     page.screenshot(path=str(path), full_page=True)
     publish_to_docs(path, "screenshot-trpo.png")  # only with TRPO_VIZ_REFRESH_DOCS=1
 
-    # Save the run (a real download) and load it back in talk mode.
-    with page.expect_download() as download_info:
-        page.get_by_role("button", name="Save run").click()
-    saved = tmp_path / "run.zip"
-    download_info.value.save_as(saved)
-    page.get_by_text("Talk mode: load a saved run").click()
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(saved))
-    page.get_by_role("button", name="Load for replay").click()
-    page.get_by_text("replay (talk mode)").first.wait_for()
+    # Talk mode: a paused run replays from its first update.
+    page.get_by_role("button", name="⏮ First").click()
+    page.get_by_text(f"showing update 1 of {paused_at}").first.wait_for()
     assert update_count(page) == 1
     assert_no_exception(page)
