@@ -1,9 +1,11 @@
 """The CG explorer page under Streamlit's AppTest: default example, presets, errors, URL."""
 
+import base64
 import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from trpo_viz.presets import PRESETS, rotated_quadratic
@@ -287,3 +289,114 @@ def test_a_tolerance_beyond_float32_is_shown_as_rounding():
     assert any(t.get("name") == "below float32's reach: rounding, not convergence"
                for t in spec["data"])
     assert any("rounding, not convergence" in c.value for c in at.caption)
+
+
+# ----------------------------------------------------------------------------- Krylov view
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def chart_titled(at: AppTest, start: str, exact: bool = False) -> dict:
+    for spec in chart_specs(at):
+        title = spec["layout"].get("title", {})
+        text = str(title.get("text", "")) if isinstance(title, dict) else ""
+        if text == start if exact else text.startswith(start):
+            return spec
+    raise AssertionError(f"no chart titled {start!r}")
+
+
+def array(data) -> np.ndarray:
+    """A Plotly JSON array: a list, or a typed array {"dtype", "bdata", "shape"}."""
+    if isinstance(data, dict):
+        flat = np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"])
+        shape = data.get("shape")
+        if shape:
+            flat = flat.reshape([int(d) for d in str(shape).split(",")])
+        return flat.astype(float)
+    return np.array([np.nan if v is None else v for v in data], dtype=float) if (
+        data and not isinstance(data[0], list)) else np.array(data, dtype=float)
+
+
+def trace_named(spec: dict, name: str) -> dict:
+    return next(t for t in spec["data"] if t.get("name") == name)
+
+
+def test_krylov_view_draws_ritz_values_over_the_spectrum():
+    at = run_app()
+    assert not at.exception
+    assert any("CG finds the extreme eigenvalues first" in m.value for m in at.markdown)
+    ritz = trace_named(chart_titled(at, "Ritz values per iteration"), "Ritz values of T_k")
+    ks = array(ritz["y"])
+    hessian = np.array([[float(v) for v in row] for row in
+                        at.table[1].value.to_numpy()])  # the H table (n ≤ 10)
+    final = np.sort(array(ritz["x"])[ks == ks.max()])
+    assert final == pytest.approx(np.linalg.eigvalsh(hessian), rel=1e-6)
+    heat = chart_titled(at, "Error per eigencomponent")
+    assert array(heat["data"][0]["z"]).shape == (3, 4)  # n × (k+1)
+    h_map = chart_titled(at, "H", exact=True)
+    assert h_map["data"][0]["zmid"] == 0  # diverging scale centred on 0
+
+
+def test_the_residual_polynomial_follows_the_k_slider():
+    at = run_app()
+    at.slider(key="krylov_k").set_value(1).run()
+    assert not at.exception
+    spec = chart_titled(at, "Residual polynomial p_1")
+    roots = trace_named(spec, "roots = Ritz values")
+    assert len(array(roots["x"])) == 1
+    curve = trace_named(spec, "p_1(λ)")
+    theta = array(roots["x"])[0]
+    lam = array(curve["x"])
+    assert array(curve["y"]) == pytest.approx(1 - lam / theta, rel=1e-6, abs=1e-9)
+
+
+def test_saddle_explains_negative_curvature_and_offers_damping_and_minres():
+    at = run_app()
+    at.selectbox(key="preset").set_value("saddle").run()
+    assert not at.exception
+    assert any("What negative curvature means" in m.value for m in at.markdown)
+    button = at.button(key="use_damping")
+    assert "Use damping λ" in button.label
+    at.toggle(key="lineup_on").set_value(True).run()
+    assert not at.exception
+    lineup = next(s for s in chart_specs(at)
+                  if any(t.get("name") == "MINRES" for t in s["data"]))
+    minres = [t for t in lineup["data"] if t.get("name") == "MINRES"]
+    residuals = array(minres[0]["y"])
+    residuals = residuals[np.isfinite(residuals)]
+    assert residuals[-1] < 1e-8 * residuals[0]  # MINRES solves the indefinite system
+    at.button(key="use_damping").click().run()
+    assert not at.exception
+    assert at.number_input(key="damping").value > 5 ** 0.5  # H + λI positive definite
+    assert {m.label: m.value for m in at.metric}["stop reason"] == "converged"
+    assert not any("What negative curvature means" in m.value for m in at.markdown)
+
+
+def test_lineup_compares_four_methods_on_hvps():
+    at = run_app()
+    at.toggle(key="lineup_on").set_value(True).run()
+    assert not at.exception
+    spec = next(s for s in chart_specs(at) if any(t.get("name") == "MINRES" for t in s["data"]))
+    names = {t["name"] for t in spec["data"]}
+    assert {"CG", "PCG (Jacobi)", "MINRES", "steepest descent"} <= names
+    assert spec["layout"]["xaxis"]["title"]["text"] == "HVPs used"
+    table = next(d.value for d in at.dataframe if "method" in d.value.columns)
+    assert set(table["method"]) >= {"CG", "MINRES", "steepest descent"}
+
+
+def test_lanczos_spectrum_without_h_on_the_n_1000_preset():
+    at = run_app()
+    at.selectbox(key="preset").set_value("logistic").run()
+    assert not at.exception
+    assert any("CG finds the extreme eigenvalues first" in m.value for m in at.markdown)
+    assert not [s for s in chart_specs(at)
+                if str(s["layout"].get("title", {}).get("text", "")).startswith("Error per")]
+    at.button(key="lanczos_run").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    estimate, exact = float(metrics["κ estimate θ_max/θ_min"]), float(metrics["exact κ"])
+    assert estimate <= exact * (1 + 1e-6)  # θ_max ≤ λ_max and θ_min ≥ λ_min
+    assert estimate > 0.1 * exact
+    assert "SLQ estimate" in {t.get("name") for s in chart_specs(at) for t in s["data"]}
