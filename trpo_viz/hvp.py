@@ -19,11 +19,13 @@ variables break ``tf.autodiff.ForwardAccumulator``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
 HVP_MODES = ("reverse", "forward")
+MAX_VECTORIZED_OPS = 5_000  # explicit_hessian vectorises HVP graphs up to this many operations
 
 LossFn = Callable[..., tf.Tensor]
 
@@ -137,22 +139,65 @@ class HessianVectorProduct:
     def gradient(self, *args) -> tf.Tensor:
         return self._grad(*args)
 
+    def graph_size(self, *args) -> GraphSize:
+        """Size of the compiled HVP's graph for these arguments (traced now if it was not)."""
+        spec = tf.TensorSpec([self.size], self.variables[0].dtype)
+        return graph_size(self._hvp.get_concrete_function(spec, *args).graph)
 
-def explicit_hessian(hvp: HessianVectorProduct, *args, chunk_size: int = 256) -> np.ndarray:
+
+@dataclass(frozen=True)
+class GraphSize:
+    """The size of a traced graph, a proxy for what compiling it costs.
+
+    ``ops``: its operations (TensorFlow keeps the Python graph, its FunctionDef and an
+    instantiated, optimised copy in every function that calls it, so memory and compile
+    time grow with it); ``constant_bytes``: data embedded as constants (copied into every
+    graph that embeds it); ``captured_bytes``: tensors it reads by reference (shared).
+    """
+
+    ops: int
+    constant_bytes: int
+    captured_bytes: int
+
+
+def graph_size(graph: tf.Graph) -> GraphSize:
+    ops = graph.get_operations()
+    constant_bytes = sum(op.get_attr("value").ByteSize() for op in ops if op.type == "Const")
+    captured_bytes = 0
+    for external, _ in graph.captures:
+        if external.dtype not in (tf.resource, tf.variant) and external.shape.is_fully_defined():
+            captured_bytes += external.shape.num_elements() * external.dtype.size
+    return GraphSize(len(ops), constant_bytes, captured_bytes)
+
+
+def explicit_hessian(
+    hvp: HessianVectorProduct, *args, chunk_size: int = 256,
+    max_vectorized_ops: int = MAX_VECTORIZED_OPS,
+) -> np.ndarray:
     """The full Hessian as a numpy array, column block by column block.
 
     Each block of ``chunk_size`` columns is ``H [e_i ... e_j]``, computed by
     vectorising the compiled HVP over basis vectors (``tf.vectorized_map``).
     Costs about N HVPs and N² memory: for comparisons on small problems only.
+
+    Vectorising compiles a second, batched copy of the HVP graph, which for a large
+    graph costs more than everything else the problem compiles (a 10,000-character
+    expression: about 200 MiB and a minute). When the HVP graph has more than
+    ``max_vectorized_ops`` operations the columns are instead computed one by one
+    with the compiled HVP itself (N calls, nothing new compiled).
     """
     n = hvp.size
     dtype = hvp.variables[0].dtype
-    columns = []
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        basis = tf.one_hot(tf.range(start, stop), n, dtype=dtype)
-        columns.append(_hvp_block(hvp, basis, *args).numpy())
-    hessian = np.concatenate(columns, axis=0).T
+    if hvp.graph_size(*args).ops > max_vectorized_ops:
+        columns = [hvp(tf.one_hot(i, n, dtype=dtype), *args).numpy() for i in range(n)]
+        hessian = np.stack(columns, axis=1)
+    else:
+        blocks = []
+        for start in range(0, n, chunk_size):
+            stop = min(start + chunk_size, n)
+            basis = tf.one_hot(tf.range(start, stop), n, dtype=dtype)
+            blocks.append(_hvp_block(hvp, basis, *args).numpy())
+        hessian = np.concatenate(blocks, axis=0).T
     # H is symmetric in exact arithmetic; symmetrise away the rounding.
     return 0.5 * (hessian + hessian.T)
 
