@@ -97,7 +97,6 @@ def test_a_stored_sweep_shows_progress_summary_and_downloads(home):
 
 
 def test_a_link_to_an_unknown_or_malformed_sweep_is_refused(home):
-    stored_sweep(home)
     at = new_page("zzzzzzzz").run()
     assert not at.exception
     assert any("no sweep 'zzzzzzzz'" in e.value for e in at.error)
@@ -126,3 +125,46 @@ def test_start_runs_a_tiny_sweep_on_local_ray_and_the_page_shows_it(home):
     assert not at.exception
     assert list(at.dataframe[0].value["finished seeds"]) == ["1/1", "1/1"]
     assert any("one finished seed has no interval" in c.value for c in at.caption)
+
+
+def test_stop_cancels_a_running_sweep_from_the_page(home):
+    at = new_page().run()
+    at.number_input(key="compare_steps").set_value(256 * 400).run()
+    at.number_input(key="compare_seeds").set_value(3).run()
+    at.number_input(key="compare_parallel").set_value(1).run()
+    at.text_input(key="compare_fixed").set_value(", ".join(TINY)).run()
+    [start] = [b for b in at.button if b.label == "Start"]
+    start.click().run()
+    sweep_id = at.query_params["sweep"]
+    sweep_id = sweep_id if isinstance(sweep_id, str) else sweep_id[0]
+    sweeps = registry_module.shared_sweeps(home / "runs.sqlite3")
+
+    def trained() -> bool:
+        if not (home / "runs.sqlite3").exists():
+            return False
+        with RunStore(home / "runs.sqlite3", readonly=True) as store:
+            return any(r.updates >= 1 for r in store.runs())
+
+    wait_for(trained, "a stored update")
+    at = new_page(sweep_id).run()
+    [stop] = [b for b in at.button if b.label == "Stop"]
+    stop.click().run()
+    assert any("Stopping" in i.value for i in at.info)
+    assert sweeps.wait(sweep_id, timeout=300), "the sweep did not stop"
+    with RunStore(home / "runs.sqlite3", readonly=True) as store:
+        statuses = [t.status for t in load_sweep(store, sweep_id).trials]
+    assert statuses == ["cancelled"] * 3
+    at = new_page(sweep_id).run()
+    assert not at.exception and not [b for b in at.button if b.label == "Stop"]
+    assert any("No trial has finished yet" in i.value for i in at.info)
+
+
+def wait_for(predicate, what: str, timeout: float = 600.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
