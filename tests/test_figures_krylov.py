@@ -177,3 +177,4 @@ def test_lineup_figure_leaves_out_a_norm_when_indefinite():
     a_norm = [t for t in fig.data if t.xaxis == "x3"]
     assert a_norm == []
     assert any(t.name == "MINRES" for t in fig.data)
+    assert any("not<br>positive definite" in a.text for a in fig.layout.annotations)

@@ -124,6 +124,8 @@ def eigencomponent_figure(view) -> go.Figure | None:
     fig.update_layout(title="Error per eigencomponent |vᵢᵀ(x_k − x*)|",
                       xaxis_title="iteration k", yaxis_title="eigenvector vᵢ (ascending λᵢ)",
                       height=max(300, min(700, 120 + 12 * errors.shape[1])), margin={"t": 50})
+    if errors.shape[0] <= 21:
+        fig.update_xaxes(dtick=1)
     if errors.shape[1] > 30:
         fig.update_yaxes(showticklabels=False)
     return fig
@@ -174,6 +176,10 @@ def lineup_figure(lineup) -> go.Figure:
                                                "symbol": "star" if key == "exact" else "circle"},
                 hovertemplate=f"{trace.label}<br>HVPs %{{x}}<br>%{{y:.2e}}<extra></extra>"),
                 row=1, col=col)
+    if lineup.positive_definite is False:
+        fig.add_annotation(text="undefined:<br>H + λI is not<br>positive definite",
+                           xref="x3 domain", yref="y3 domain", x=0.5, y=0.5,
+                           showarrow=False)
     fig.update_xaxes(title_text="HVPs used")
     fig.update_yaxes(**LOG_AXIS)
     fig.update_layout(height=420, legend={"orientation": "h", "y": -0.2}, margin={"t": 60})
