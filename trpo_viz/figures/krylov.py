@@ -219,3 +219,61 @@ def spectrum_estimate_figure(estimate, density=None, eigenvalues=None) -> go.Fig
     fig.update_layout(height=300 * rows, legend={"orientation": "h", "y": -0.15},
                       margin={"t": 50})
     return fig
+
+
+def _fit_line(fit, lo: float, hi: float, points: int = 40):
+    ns = np.geomspace(lo, hi, points)
+    return ns, fit(ns)
+
+
+def cost_figure(rows, fits, extend_to: float | None = None) -> go.Figure:
+    """Log-log time and memory of both routes, with the fitted power laws.
+
+    The explicit route's fit is solid over the N it was measured at and dashed, labelled
+    "extrapolated", beyond (up to ``extend_to``, default the largest N); the fitted
+    crossover, when there is one, is a vertical line.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["time (s)", "memory (bytes)"],
+                        horizontal_spacing=0.1)
+    ns = [r.n for r in rows]
+    top = max(ns + [extend_to or 0])
+    colors = {"explicit": "#2ca02c", "cg": "#d62728"}
+    series = (
+        ("explicit", "explicit: form H, solve", [r.explicit_seconds for r in rows],
+         [r.explicit_bytes if r.explicit_bytes_measured else None for r in rows],
+         fits.explicit_time, fits.explicit_memory),
+        ("cg", "Hessian-free: k CG iterations", [r.hvp_cg_seconds for r in rows],
+         [r.hvp_cg_bytes for r in rows], fits.hvp_cg_time, fits.hvp_cg_memory),
+    )
+    for key, label, seconds, memory, time_fit, memory_fit in series:
+        for col, values, fit in ((1, seconds, time_fit), (2, memory, memory_fit)):
+            fig.add_trace(go.Scatter(
+                x=ns, y=_positive(values), mode="markers", name=label, legendgroup=key,
+                showlegend=col == 1, marker={"color": colors[key], "size": 8}),
+                row=1, col=col)
+            if fit is None:
+                continue
+            lo, hi = fit.n_range
+            x, y = _fit_line(fit, lo, hi)
+            what = "time" if col == 1 else "memory"
+            fig.add_trace(go.Scatter(
+                x=x, y=y, mode="lines", name=f"{label}: {what} ∝ N^{fit.slope:.2f}",
+                legendgroup=key, showlegend=True, line={"color": colors[key]}),
+                row=1, col=col)
+            if top > hi:
+                x, y = _fit_line(fit, hi, top)
+                fig.add_trace(go.Scatter(
+                    x=x, y=y, mode="lines", name=f"{label}: extrapolated",
+                    legendgroup=key, showlegend=col == 1,
+                    line={"color": colors[key], "dash": "dash"}), row=1, col=col)
+                fig.add_annotation(x=np.log10(x[-1]), y=np.log10(y[-1]), text="extrapolated",
+                                   showarrow=False, yshift=10, xanchor="right",
+                                   font={"color": colors[key]}, row=1, col=col)
+    if fits.crossover_n is not None:
+        what = "crossover (extrapolated)" if fits.crossover_extrapolated else "crossover"
+        fig.add_vline(x=fits.crossover_n, line={"color": "#555555", "dash": "dot"}, row=1,
+                      col=1, annotation_text=f"{what} N ≈ {fits.crossover_n:.3g}")
+    fig.update_xaxes(title_text="N (parameters)", **LOG_AXIS)
+    fig.update_yaxes(**LOG_AXIS)
+    fig.update_layout(height=460, legend={"orientation": "h", "y": -0.25}, margin={"t": 50})
+    return fig
