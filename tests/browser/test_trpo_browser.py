@@ -67,9 +67,15 @@ def test_start_train_pause_and_an_independent_second_session(
     browser, page, streamlit_server, screenshots
 ):
     open_trpo(page, streamlit_server)
+    # A long run: it must still be training when the test pauses it, however fast the box.
+    total = page.get_by_role("spinbutton", name="Total timesteps")
+    total.fill("2000000")
+    total.press("Enter")
+    wait_until_script_idle(page)
     page.get_by_role("button", name="Start").click()
     page.wait_for_url(re.compile(r"[?&]run=\w+"))  # the run is named in the URL
     run_url = page.url
+    page.get_by_text("2,000,000 total timesteps").first.wait_for()  # the settings applied
     reached = wait_for_update_past(page, 3)
     assert reached > 3
     # The rest of the page answers during training: open and close the settings.
@@ -81,13 +87,6 @@ def test_start_train_pause_and_an_independent_second_session(
     page.get_by_text("KL = δ (trust region)").first.wait_for()
     assert_no_exception(page)
 
-    # A second browser context is a separate session: /trpo there shows no run.
-    other, second = new_tab(browser)
-    open_trpo(second, streamlit_server)
-    second.get_by_text("Press Start to train").first.wait_for()
-    assert update_count(second) == 0
-    other.close()
-
     page.get_by_role("button", name="Pause").click()
     wait_until_paused(page)
     paused_at = update_count(page)
@@ -96,6 +95,13 @@ def test_start_train_pause_and_an_independent_second_session(
     page.wait_for_timeout(timeout_ms(2.5))
     assert update_count(page) == paused_at, "training went on after Pause"
     assert_no_exception(page)
+
+    # A second browser context is a separate session: /trpo there shows no run.
+    other, second = new_tab(browser)
+    open_trpo(second, streamlit_server)
+    second.get_by_text("Press Start to train").first.wait_for()
+    assert update_count(second) == 0
+    other.close()
 
     # A reload shows the same run where it paused; a follow link shows it read-only.
     page.goto(run_url)
