@@ -39,20 +39,22 @@ def _free_port() -> int:
 
 
 def _session_pids(sid: int) -> list[int]:
+    """Live (not zombie) processes of session ``sid``."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.getsid(int(entry.name)) == sid:
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z" and os.getsid(int(entry.name)) == sid:
                     pids.append(int(entry.name))
-            except OSError:
+            except (OSError, IndexError):
                 pass
     return pids
 
 
 def _end_session(sid: int) -> None:
     """SIGTERM every process of the head node's session, then SIGKILL what is left."""
-    for signum, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+    for signum, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
         for pid in _session_pids(sid):
             try:
                 os.kill(pid, signum)
@@ -151,15 +153,15 @@ def test_ctrl_c_cancels_a_cli_sweep_on_the_cluster_cleanly(cluster, tmp_path):
          "--seeds", "2", *TINY_SET, "--workers", "2", "--json", "--no-progress"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        def some_update() -> bool:
+        def some_trial_running() -> bool:  # its worker has started the task
             if driver.poll() is not None:
                 raise AssertionError(f"the sweep ended early: {driver.communicate()}")
             if not db.exists():
                 return False
             with RunStore(db, readonly=True) as store:
-                return any(r.updates >= 1 for r in store.runs())
+                return any(r.status == "running" for r in store.runs())
 
-        _wait_for(some_update, "a stored update")
+        _wait_for(some_trial_running, "a running trial")
         driver.send_signal(signal.SIGINT)
         out, err = driver.communicate(timeout=120)
     finally:
