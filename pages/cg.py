@@ -24,6 +24,7 @@ from trpo_viz import explain, presets
 from trpo_viz.curvature import negative_curvature_advice
 from trpo_viz.explorer import DEFAULT_TOL, MAX_EXPLICIT_N, MAX_ITER, CGSettings, CompiledProblem
 from trpo_viz.expr import ExpressionError
+from trpo_viz.expr.grammar import MAX_DIMENSION
 from trpo_viz.figures import cg as figures
 from trpo_viz.figures import krylov as krylov_figures
 from trpo_viz.hessian_operator import ObjectiveHessian
@@ -41,27 +42,30 @@ DIGITS = 10  # significant digits of the solution vectors
 TABLE_N = 20  # up to this n the solution is an HTML table (readable as text), then a grid
 BIND = "query-params"
 CHOICES = {"dtype": ["float64", "float32"], "hvp": ["reverse", "forward"]}
-NUMBERS = {"damping": (0.0, 1e6), "tol": (0.0, 1.0), "iters": (0, MAX_ITER)}
+NUMBERS = {"damping": (0.0, 1e6), "tol": (0.0, 1.0), "iters": (0, MAX_ITER),
+           "n": (1, MAX_DIMENSION)}
+WHOLE = ("iters", "n")  # inputs that take whole numbers only
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def compiled_problem(text: str, dtype: str, hvp: str) -> CompiledProblem:
-    """f, its HVP and the CG solver, traced once per (text, dtype, HVP mode) for all sessions."""
-    return CompiledProblem(text, dtype=dtype, hvp_mode=hvp)
+def compiled_problem(text: str, dtype: str, hvp: str, n: int | None = None) -> CompiledProblem:
+    """f, its HVP and the CG solver, traced once per (text, n, dtype, HVP mode) for all
+    sessions (n None: from f)."""
+    return CompiledProblem(text, n=n, dtype=dtype, hvp_mode=hvp)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def objective_hessian(text: str, dtype: str, hvp: str) -> ObjectiveHessian:
+def objective_hessian(text: str, n: int, dtype: str, hvp: str) -> ObjectiveHessian:
     """H(θ) as an operator with its compiled line-up solvers and Lanczos, once per problem."""
-    return ObjectiveHessian(text, dtype=dtype, hvp_mode=hvp)
+    return ObjectiveHessian(text, n=n, dtype=dtype, hvp_mode=hvp)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def solver_lineup(text: str, dtype: str, hvp: str, theta: tuple, g: tuple, x0: tuple | None,
+def solver_lineup(text: str, n: int, dtype: str, hvp: str, theta: tuple, g: tuple, x0: tuple | None,
                   damping: float, rtol: float, budget: int):
     """CG, Jacobi-PCG, MINRES and steepest descent on (H+λI)x = g, with the exact references
     where H can be formed; cached per inputs (the solves cost up to 4 × budget HVPs)."""
-    op = objective_hessian(text, dtype, hvp)
+    op = objective_hessian(text, n, dtype, hvp)
     with op.at(theta):
         hessian = op.explicit() if op.n <= MAX_EXPLICIT_N else None
         return op.suite.lineup(np.array(g), budget, damping=damping, rtol=rtol,
@@ -69,10 +73,10 @@ def solver_lineup(text: str, dtype: str, hvp: str, theta: tuple, g: tuple, x0: t
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def lanczos_spectrum(text: str, dtype: str, hvp: str, theta: tuple, k: int):
+def lanczos_spectrum(text: str, n: int, dtype: str, hvp: str, theta: tuple, k: int):
     """k Lanczos steps on H(θ) (extremes, κ estimate) and an SLQ density, compared with the
     exact spectrum where n ≤ EXACT_COMPARE_N; cached per inputs."""
-    op = objective_hessian(text, dtype, hvp)
+    op = objective_hessian(text, n, dtype, hvp)
     with op.at(theta):
         hessian = op.explicit() if op.n <= EXACT_COMPARE_N else None
         estimate = estimate_spectrum(op.lanczos, op.n, k, dtype=op.dtype, hessian=hessian)
@@ -93,7 +97,7 @@ def as_key(vector) -> tuple | None:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def freeze_traced_graphs(text: str, dtype: str, hvp: str) -> bool:
+def freeze_traced_graphs(text: str, dtype: str, hvp: str, n: int | None = None) -> bool:
     """Once per problem, after its first solve: move the new traced graphs out of the GC's way.
 
     Streamlit runs a full garbage collection after every script run (Keras'
@@ -110,6 +114,7 @@ def use_preset() -> None:
     if key is not None:
         for name, value in presets.preset_inputs(key, st.session_state.kappa).items():
             st.session_state[name] = value
+        st.session_state.n = None  # the preset's f decides
 
 
 def use_kappa() -> None:
@@ -132,7 +137,7 @@ def forget_replaced_preset() -> None:
         st.session_state.preset = None
 
 
-URL_LABELS = {"damping": "damping λ", "iters": "max iterations", "tol": "tolerance",
+URL_LABELS = {"n": "n", "damping": "damping λ", "iters": "max iterations", "tol": "tolerance",
               "dtype": "dtype", "hvp": "HVP mode"}
 
 
@@ -162,10 +167,10 @@ def url_problems(raw: dict[str, str]) -> dict[str, tuple[str, object]]:
                 value = float(text)
             except ValueError:
                 value = math.nan
-            whole = name != "iters" or (math.isfinite(value) and value == int(value))
+            whole = name not in WHOLE or (math.isfinite(value) and value == int(value))
             if math.isfinite(value) and low <= value <= high and whole and value == used:
                 continue
-            kind = "a whole number" if name == "iters" else "a number"
+            kind = "a whole number" if name in WHOLE else "a number"
             expected = f"{kind} from {low:g} to {high:g}"
         problems[name] = (f"URL parameter {name}={text[:30]!r} is not {expected}; "
                           f"{URL_LABELS[name]} = {shown(name, used)} is used instead.", used)
@@ -175,6 +180,8 @@ def url_problems(raw: dict[str, str]) -> dict[str, tuple[str, object]]:
 def shown(name: str, value) -> str:
     """How the page names an input's value (None: its default)."""
     if value is None:
+        if name == "n":
+            return "the highest variable index in f"
         return ("n (the default)" if name == "iters" else
                 "the dtype's default (" + ", ".join(f"{tol:g} in {dtype}" for dtype, tol in
                                                    DEFAULT_TOL.items()) + ")")
@@ -238,7 +245,12 @@ if st.session_state.preset == "quadratic":
 if preset_in_use() is not None:
     st.info(presets.PRESETS[st.session_state.preset].lesson, icon="💡")
 
-expr = st.text_input(
+expr_col, n_col = st.columns([5, 1])
+n_input = n_col.number_input(
+    "n", min_value=1, max_value=MAX_DIMENSION, step=1, value=None, key="n", bind=BIND,
+    placeholder="from f",
+    help="dimension; empty: the highest variable index in f (or the built-in's default)")
+expr = expr_col.text_input(
     "f(θ) in x1 … xn", key="expr", bind=BIND, on_change=forget_replaced_preset,
     help="Operators + − * / **, functions such as sin, exp, log, tanh; or @logistic_regression "
          "(a built-in loss with n = 1000). Press Enter to apply.",
@@ -276,13 +288,20 @@ for name, col in zip(("damping", "iters", "tol", "dtype", "hvp"), cols, strict=T
             del bad_url[name]
         else:
             col.error(plain(message), icon="⚠️")
+if "n" in bad_url:
+    message, used = bad_url["n"]
+    if st.session_state.n != used:
+        del bad_url["n"]
+    else:
+        n_col.error(plain(message), icon="⚠️")
+n_wanted = None if n_input is None else int(n_input)
 
 # ----------------------------------------------------------------------------- solve
 
 problem = None
 try:
     with st.spinner("Compiling f and its Hessian-vector product…", show_time=True):
-        problem = compiled_problem(expr.strip(), dtype, hvp)
+        problem = compiled_problem(expr.strip(), dtype, hvp, n_wanted)
 except (ExpressionError, InputError) as error:  # anything else is a bug: let it show
     expr_slot.error(plain(error), icon="⚠️")
 
@@ -303,7 +322,7 @@ if problem is not None:
         try:
             with st.spinner(message, show_time=True):
                 result = problem.solve(theta, g, settings, x0=x0)
-            freeze_traced_graphs(expr.strip(), dtype, hvp)
+            freeze_traced_graphs(expr.strip(), dtype, hvp, n_wanted)
         except InputError as error:
             st.error(plain(error), icon="⚠️")
 
@@ -475,7 +494,7 @@ if lineup_on:
                              value=min(MAX_BUDGET, max(20, 2 * result.n), 200), step=1,
                              key="lineup_budget")
     with st.spinner("Running the line-up…", show_time=True):
-        lineup = solver_lineup(text_key, dtype, hvp, theta_key, g_key, x0_key,
+        lineup = solver_lineup(text_key, result.n, dtype, hvp, theta_key, g_key, x0_key,
                                result.settings.damping, result.settings.tol, int(budget))
     st.plotly_chart(krylov_figures.lineup_figure(lineup), key="lineup_chart")
     rows = [{"method": t.label, "iterations": t.iterations, "HVPs": t.total_hvps,
@@ -498,11 +517,11 @@ with st.expander("Spectrum without H (Lanczos and stochastic Lanczos quadrature)
             "lanczos_done") == (text_key, dtype, hvp, theta_key, int(steps)):
         st.session_state.lanczos_done = (text_key, dtype, hvp, theta_key, int(steps))
         with st.spinner("Lanczos…", show_time=True):
-            estimate, density, exact = lanczos_spectrum(text_key, dtype, hvp, theta_key,
+            estimate, density, exact = lanczos_spectrum(text_key, result.n, dtype, hvp, theta_key,
                                                         int(steps))
         kappa_est = estimate.condition_estimate
         cols_est = st.columns(3)
-        cols_est[0].metric("HVPs used", estimate.hvps + density.hvps)
+        cols_est[0].metric("Lanczos + SLQ HVPs", estimate.hvps + density.hvps)
         cols_est[1].metric("κ estimate θ_max/θ_min",
                            "—" if kappa_est is None or not np.isfinite(kappa_est)
                            else f"{kappa_est:.4g}")

@@ -400,3 +400,19 @@ def test_lanczos_spectrum_without_h_on_the_n_1000_preset():
     assert estimate <= exact * (1 + 1e-6)  # θ_max ≤ λ_max and θ_min ≥ λ_min
     assert estimate > 0.1 * exact
     assert "SLQ estimate" in {t.get("name") for s in chart_specs(at) for t in s["data"]}
+
+
+def test_the_n_input_sets_the_dimension_of_a_builtin():
+    at = run_app(expr="@logistic_regression", theta="0", g="1", n="50")
+    assert not at.exception
+    assert not at.error, error_texts(at)
+    assert at.number_input(key="n").value == 50
+    assert len(at.dataframe[0].value) == 50  # the answer grid: one row per component
+    heat = chart_titled(at, "Error per eigencomponent")  # n ≤ 200: drawn
+    assert array(heat["data"][0]["z"]).shape[0] == 50
+
+
+def test_an_n_below_the_expressions_variables_is_an_error():
+    at = run_app(expr="x1**2 + x3**2", theta="1, 1, 1", g="1, 1, 1", n="2")
+    assert not at.exception
+    assert at.error
