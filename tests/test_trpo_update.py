@@ -1,7 +1,6 @@
 """The maths of one trust-region step, against independent references."""
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -189,11 +188,7 @@ def test_trust_region_slice():
     record = trainer.step()
     alphas = np.linspace(-0.5, 1.5, 25)
     betas = np.linspace(-1.0, 1.0, 25)
-    trainer.trust_region_slice(alphas[:3], betas[:3])  # compile
-    start = time.perf_counter()
-    picture = trainer.trust_region_slice(alphas, betas)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0
+    picture = trainer.trust_region_slice(alphas, betas)  # its speed: benchmarks/, not a test
     assert picture["improvement"].shape == (25, 25) and picture["kl"].shape == (25, 25)
     M = picture["quadratic_form"]
     # Δ = β s sits on the quadratic trust-region boundary, and so does the scaled gradient.
