@@ -11,14 +11,14 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
+    PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
+    st.rerun()  # before the heavy imports below: the real app appears at once
+
 from trpo_viz.runs.archive import export_run, import_run
 from trpo_viz.runs.registry import shared_registry
 from trpo_viz.runs.store import StoreError, default_db_path
 from trpo_viz.trpo.live import MAX_UPLOAD_BYTES
-
-if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
-    PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
-    st.rerun()
 
 st.session_state.setdefault("runs_message", None)
 

@@ -22,6 +22,10 @@ import time
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
+    PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
+    st.rerun()  # before the heavy imports below: the real app appears at once
+
 from trpo_viz.figures import trpo as figures
 from trpo_viz.runs.registry import shared_registry
 from trpo_viz.runs.store import ACTIVE, StoreError, default_db_path
@@ -45,10 +49,6 @@ from trpo_viz.trpo.numerics import (
     damping_share,
     explained_variance_text,
 )
-
-if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
-    PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
-    st.rerun()
 
 REFRESH_S = 0.5  # a watching view redraws at most this often (a fragment tick)
 TOUCH_S = 15.0  # a view tells the store it is watching at most this often
