@@ -1,0 +1,86 @@
+"""Runs outlive their tabs and their server: followers watch a run train, a restart keeps it.
+
+(The run library page is covered by tests/test_page_runs.py.)
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.browser.conftest import running_server
+from tests.browser.support import new_tab, timeout_ms
+
+pytestmark = pytest.mark.browser
+
+UPDATE = re.compile(r"Update (\d+) of (\d+)")
+
+
+def update_count(page) -> int:
+    text = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text=UPDATE)
+    if text.count() == 0:
+        return 0
+    return int(UPDATE.search(text.first.inner_text()).group(1))
+
+
+def wait_for_update_past(page, n: int) -> int:
+    page.wait_for_function(
+        """n => [...document.querySelectorAll('[data-testid="stMarkdownContainer"]')]
+                 .some(e => { const m = e.innerText.match(/Update (\\d+) of/);
+                              return m && Number(m[1]) > n; })""",
+        arg=n,
+        timeout=timeout_ms(120),
+    )
+    return update_count(page)
+
+
+def start_long_run(page, url: str) -> str:
+    """/trpo with a budget no test reaches, Start; returns the run id named in the URL."""
+    page.goto(f"{url}/trpo")
+    total = page.get_by_role("spinbutton", name="Total timesteps")
+    total.fill("2000000")
+    total.press("Enter")
+    page.wait_for_function(  # the rerun that applies the value has finished
+        "() => !document.querySelector("
+        "'[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')"
+    )
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_url(re.compile(r"[?&]run=[a-z0-9]{10}"))
+    page.get_by_text("2,000,000 total timesteps").first.wait_for()  # the budget applied
+    return re.search(r"[?&]run=([a-z0-9]{10})", page.url).group(1)
+
+
+def pause(page) -> int:
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name="Pause").click()
+    expect(page.get_by_role("button", name="Resume")).to_be_enabled(timeout=timeout_ms(120))
+    return update_count(page)
+
+
+def test_a_follower_watches_the_run_train_and_a_restart_keeps_it(browser, screenshots):
+    context, page = new_tab(browser)
+    with running_server("streamlit-runs-1.log") as url:
+        run_id = start_long_run(page, url)
+        wait_for_update_past(page, 1)
+        # Followers see the count rise while it trains, with no controls of their own.
+        other, follower = new_tab(browser)
+        follower.goto(f"{url}/trpo?run={run_id}&follow=1")
+        seen = wait_for_update_past(follower, 0)
+        assert wait_for_update_past(follower, seen) > seen
+        for label in ("Start", "Resume", "Pause", "Step", "Stop", "New run"):
+            assert follower.get_by_role("button", name=label, exact=True).count() == 0
+        assert follower.get_by_text("Task and hyperparameters").count() == 0
+        stored = pause(page)
+        follower.get_by_text(re.compile(rf"Update {stored} of {stored} · .*paused")).first \
+            .wait_for(timeout=timeout_ms(60))
+        other.close()
+    # A new server process: the run is in the library and opens with all its updates.
+    with running_server("streamlit-runs-2.log") as url:
+        page.goto(f"{url}/trpo?run={run_id}")
+        page.get_by_text(re.compile(rf"Update {stored} of {stored}")).first.wait_for()
+        page.get_by_text("KL = δ (trust region)").first.wait_for()
+        page.screenshot(path=str(screenshots / "trpo-after-restart.png"), full_page=True)
+        assert page.locator('[data-testid="stException"]').count() == 0
+    context.close()
