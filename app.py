@@ -2,7 +2,8 @@
 
 Pages are listed explicitly (with st.navigation, pages/ is not auto-discovered):
 the CG explorer at ``/cg``, TRPO live at ``/trpo``, the run library at ``/runs`` and
-sweeps over settings and seeds at ``/compare``. Streamlit serves the *default*
+sweeps over settings and seeds at ``/compare``, the Hessian-free cost lab at
+``/cost``. Streamlit serves the *default*
 page at the root URL, never at its own ``url_path``, so the default here is a hidden
 page that forwards ``/`` (with its query string) to ``/cg``.
 
@@ -58,6 +59,9 @@ trpo_live = st.Page(
 run_library = st.Page(
     "pages/runs.py", title="Run library", icon=":material/folder_open:", url_path="runs"
 )
+cost_lab = st.Page(
+    "pages/cost.py", title="Hessian-free cost lab", icon=":material/speed:", url_path="cost"
+)
 compare = st.Page(
     "pages/compare.py", title="Compare settings", icon=":material/compare:", url_path="compare"
 )
@@ -89,6 +93,6 @@ def show_frame_while_loading() -> None:
 home_page = st.Page(home, title="trpo-viz", url_path="home", default=True, visibility="hidden")
 st.session_state[ENTERED_THROUGH_APP] = True  # the pages check it: see pages/cg.py
 # st.navigation sends the sidebar now, before TensorFlow loads.
-page = st.navigation([home_page, cg_explorer, trpo_live, run_library, compare])
+page = st.navigation([home_page, cg_explorer, trpo_live, run_library, compare, cost_lab])
 show_frame_while_loading()
 page.run()

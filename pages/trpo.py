@@ -418,12 +418,13 @@ def replay_controls(run_id: str, count: int) -> int:
             st.rerun(scope="app")
     replay[run_id] = shown
     c1, c2, c3, c4 = st.columns([1, 1, 1, 5], vertical_alignment="center")
-    if c1.button("⏮ First", key="replay_first"):
+    if c1.button("First", icon=":material/first_page:", key="replay_first"):
         replay[run_id] = shown = 0
-    if c2.button("Next ⏭", key="replay_next"):
+    if c2.button("Next", icon=":material/skip_next:", key="replay_next"):
         replay[run_id] = shown = min(shown + 1, count - 1)
     playing = st.session_state.trpo_playing
-    if c3.button("⏸ Hold" if playing else "▶ Replay", key="replay_play"):
+    if c3.button("Hold" if playing else "Replay", key="replay_play",
+                 icon=":material/pause:" if playing else ":material/play_arrow:"):
         st.session_state.trpo_playing = not playing
         if not playing and shown >= count - 1:
             replay[run_id] = 0

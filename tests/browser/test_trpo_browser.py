@@ -124,7 +124,7 @@ def test_start_train_pause_and_an_independent_second_session(
     publish_to_docs(path, "screenshot-trpo.png")  # only with TRPO_VIZ_REFRESH_DOCS=1
 
     # Talk mode: a paused run replays from its first update.
-    page.get_by_role("button", name="⏮ First").click()
+    page.get_by_role("button", name="First").click()
     page.get_by_text(f"showing update 1 of {paused_at}").first.wait_for()
     assert update_count(page) == 1
     assert_no_exception(page)

@@ -106,8 +106,8 @@ def train_loop(
     try:
         while True:
             info = store.run(run_id)
-            if should_stop():
-                status = "interrupted"
+            if should_stop():  # a signal: a paused run stays paused, a training one was cut
+                status = "paused" if info.desired == "pause" else "interrupted"
                 break
             if info.desired == "stop":
                 status = "stopped"
