@@ -183,3 +183,23 @@ def test_a_large_hvp_graph_is_estimated_large():
 
     chain = " + ".join(f"(x{i} - x{i + 1})**2 + 0.1*x{i}**4" for i in range(1, 30))
     assert estimated_bytes(CompiledProblem(chain)) > 40 * MIB
+
+
+def test_release_memory_collects_frozen_garbage_and_refreezes_the_rest():
+    class Node:
+        pass
+
+    node, survivor = Node(), Node()
+    node.self, survivor.self = node, survivor
+    alive = weakref.ref(node)
+    gc.freeze()  # as the app does: both are now in the permanent generation
+    try:
+        del node
+        gc.collect()
+        assert alive() is not None  # a plain collection never sees frozen garbage
+        release_memory()
+        assert alive() is None
+        assert gc.get_freeze_count() > 0  # the survivors are frozen again
+    finally:
+        gc.unfreeze()
+    del survivor
