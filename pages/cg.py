@@ -10,7 +10,6 @@ the view.
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import re
@@ -31,6 +30,7 @@ from trpo_viz.hessian_operator import ObjectiveHessian
 from trpo_viz.inputs import InputError, parse_vector
 from trpo_viz.krylov import MAX_HEATMAP_N, krylov_view
 from trpo_viz.lineup import MAX_BUDGET
+from trpo_viz.problem_cache import ProblemCache
 from trpo_viz.slq import DEFAULT_STARTS, slq_density
 from trpo_viz.spectrum import DEFAULT_STEPS, EXACT_COMPARE_N, MAX_STEPS, estimate_spectrum
 
@@ -47,11 +47,23 @@ NUMBERS = {"damping": (0.0, 1e6), "tol": (0.0, 1.0), "iters": (0, MAX_ITER),
 WHOLE = ("iters", "n")  # inputs that take whole numbers only
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
+@st.cache_resource(show_spinner=False)
+def problem_cache() -> ProblemCache:
+    """Compiled problems shared by all sessions, bounded in number and in estimated memory.
+
+    An evicted problem's traced graphs are collected and their memory handed back to the
+    OS at once (see ``trpo_viz.problem_cache``). Nothing here calls ``gc.freeze()``: a
+    frozen problem could never be collected after its eviction.
+    """
+    return ProblemCache()
+
+
 def compiled_problem(text: str, dtype: str, hvp: str, n: int | None = None) -> CompiledProblem:
     """f, its HVP and the CG solver, traced once per (text, n, dtype, HVP mode) for all
     sessions (n None: from f)."""
-    return CompiledProblem(text, n=n, dtype=dtype, hvp_mode=hvp)
+    return problem_cache().get(
+        (text, n, dtype, hvp), lambda: CompiledProblem(text, n=n, dtype=dtype, hvp_mode=hvp)
+    )
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -94,18 +106,6 @@ def set_damping(value: float) -> None:
 def as_key(vector) -> tuple | None:
     """A vector as a hashable cache key (None stays None)."""
     return None if vector is None else tuple(float(v) for v in vector)
-
-
-@st.cache_resource(max_entries=16, show_spinner=False)
-def freeze_traced_graphs(text: str, dtype: str, hvp: str, n: int | None = None) -> bool:
-    """Once per problem, after its first solve: move the new traced graphs out of the GC's way.
-
-    Streamlit runs a full garbage collection after every script run (Keras'
-    ``clear_session``); objects frozen here are not scanned again (see app.py).
-    """
-    gc.collect()
-    gc.freeze()
-    return True
 
 
 def use_preset() -> None:
@@ -322,7 +322,6 @@ if problem is not None:
         try:
             with st.spinner(message, show_time=True):
                 result = problem.solve(theta, g, settings, x0=x0)
-            freeze_traced_graphs(expr.strip(), dtype, hvp, n_wanted)
         except InputError as error:
             st.error(plain(error), icon="⚠️")
 

@@ -42,6 +42,7 @@ def cg_loop(
     atol: float | tf.Tensor = 0.0,
     record_vectors: bool = True,
     true_residual: bool = True,
+    r0: tf.Tensor | None = None,
 ) -> dict[str, tf.Tensor]:
     """Traceable conjugate gradient; see :meth:`ConjugateGradient.solve` for the maths.
 
@@ -73,7 +74,7 @@ def cg_loop(
         r = b  # r0 = b - A·0, no product needed
     else:
         x = tf.cast(x0, dtype)
-        r = b - damped_matvec(x)
+        r = b - damped_matvec(x) if r0 is None else r0
     rs = dot(r, r)
 
     def next_code(k, residual_norm):
@@ -237,11 +238,12 @@ class ConjugateGradient:
         self._solve = tf.function(self._graph, reduce_retracing=True, autograph=False)
 
     def _graph(self, b, x0, damping, max_iter, rtol, atol, use_x0):
-        def solve(start):
-            return cg_loop(self.matvec, b, start, damping, max_iter, rtol, atol,
-                           self.record_vectors)
-
-        return tf.cond(use_x0, lambda: solve(x0), lambda: solve(None))
+        # x0 is zeros when unused, so r0 = b needs no product. One loop is traced, not one
+        # per branch of a tf.cond: each traced product compiles a copy of the HVP graph.
+        r0 = tf.cond(use_x0, lambda: b - (self.matvec(x0) + tf.cast(damping, b.dtype) * x0),
+                     lambda: b)
+        return cg_loop(self.matvec, b, x0, damping, max_iter, rtol, atol, self.record_vectors,
+                       r0=r0)
 
     def solve(
         self,

@@ -156,8 +156,11 @@ class LiveRun:
         return self.frames
 
     def close(self) -> None:
+        """End the run: close its trainer and give its place among the live runs back now."""
         if self.trainer is not None:
             self.trainer.close()
+        with _live_runs_lock:
+            _live_runs.discard(self)
 
     # --- archives: the trainer's zip plus the slices ---
 

@@ -712,4 +712,14 @@ class TRPOTrainer:
         return cls._from_state_files(read_zip(data, required=TRAINER_FILES, optional=()))
 
     def close(self) -> None:
+        """Close the environments and drop the compiled functions (the trainer cannot step again).
+
+        ``fit_value`` closes over the trainer, so the trainer, its compiled functions and
+        their traced graphs form a reference cycle, which only Python's cyclic collector
+        frees (never, once a ``gc.freeze()`` has moved it to the permanent generation).
+        Without the functions, the last reference to a closed trainer frees all of it.
+        """
         self.collector.close()
+        self._prepare = self._natural_gradient = self._evaluate = None
+        self._fit_value = self._value_loss = None
+        self._last = None
