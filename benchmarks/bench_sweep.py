@@ -1,6 +1,6 @@
 """Sweep throughput: the same 8-trial CartPole sweep sequentially in one process vs on Ray.
 
-    python benchmarks/bench_sweep.py [--steps 20480] [--workers N] [--json]
+    python benchmarks/bench_sweep.py [--steps 50000] [--workers N] [--json]
 
 The sweep is CartPole-v1 with its tuned defaults, δ ∈ {0.005, 0.01, 0.02, 0.05} × 2 seeds.
 
@@ -135,7 +135,7 @@ def _child(mode: str, steps: int, workers: int | None) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=20480, help="steps per trial")
+    parser.add_argument("--steps", type=int, default=50_000, help="steps per trial")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--mode", choices=("sequential", "ray"), default=None,

@@ -128,3 +128,17 @@ def test_the_cli_refuses_bad_input_with_one_line_before_anything_starts(
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
     assert captured.out == ""
     assert not db.exists()  # nothing stored
+
+
+def test_python_m_trpo_viz_sweep_refuses_with_one_line(tmp_path, capsys, monkeypatch):
+    """The same refusal through the project's CLI entry point (``python -m trpo_viz``)."""
+    from trpo_viz.cli import main as cli_main
+
+    monkeypatch.setattr(engine, "connect", lambda *a, **k: pytest.fail("Ray was started"))
+    db = tmp_path / "runs.sqlite3"
+    assert cli_main(["sweep", "--db", str(db), "--grid", "nope=1", "--seeds", "2"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown grid key 'nope'"), lines
+    assert cli_main(["sweep", "--seeds"]) == 2  # argparse's own error: one line too
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not db.exists()
