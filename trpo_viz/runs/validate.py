@@ -18,6 +18,11 @@ from trpo_viz.trpo.saved_run import parse_record, parse_slice
 
 SLICE_ARRAYS = ("alphas", "betas", "improvement", "kl", "quadratic_form", "candidates")
 MAX_SLICE_ARRAYS = 32
+_ARCHIVE_PREFIX = "not a trpo-viz run file: "
+
+
+def _damaged(error: ArchiveError) -> StoreError:
+    return StoreError(f"the run store is damaged: {str(error).removeprefix(_ARCHIVE_PREFIX)}")
 
 
 def record_from_json(text: str | bytes, update: int) -> UpdateRecord:
@@ -27,7 +32,7 @@ def record_from_json(text: str | bytes, update: int) -> UpdateRecord:
         return parse_record(load_json(raw, f"stored update {update + 1}"), update,
                             f"stored update {update + 1}")
     except ArchiveError as error:
-        raise StoreError(f"the run store is damaged: {error}") from None
+        raise _damaged(error) from None
 
 
 def slice_to_npz(plane: dict) -> bytes:
@@ -51,4 +56,4 @@ def slice_from_npz(data: bytes, record: UpdateRecord) -> dict:
     try:
         return parse_slice(read_npz(bytes(data), where, MAX_SLICE_ARRAYS), record, where)
     except ArchiveError as error:
-        raise StoreError(f"the run store is damaged: {error}") from None
+        raise _damaged(error) from None
