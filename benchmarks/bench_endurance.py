@@ -5,7 +5,7 @@ Chromium (Playwright) in rounds. Each round opens a browser context (a new sessi
 solves its share of distinct CG problems through URL query parameters on ``/cg``
 (every problem a fresh page load, so every problem is a session opened and closed),
 closes the context, then opens another on ``/trpo`` for its share of TRPO runs: Start,
-wait until the page shows update N, Pause, Reset; and closes it. The problems mix
+wait until the page shows update N, Pause, New run; and closes it. The problems mix
 n = 2 … 6 expressions, n = 100 chains, float32 and forward-mode HVPs, the built-in
 n = 1000 logistic regression and one long (10,000-character) expression.
 
@@ -282,7 +282,10 @@ def button(page, name: str):
 
 
 def trpo_run(page, updates: int, timeout_s: float, deadline: float) -> str:
-    """Start; wait for update ``updates`` (or an error); Pause if running; Reset."""
+    """Start; wait for update ``updates`` (or an error); Pause if running; New run.
+
+    The run trains in a worker process and stays stored; "New run" leaves it.
+    """
     button(page, "Start").click()
 
     def progressed(state):
@@ -297,9 +300,9 @@ def trpo_run(page, updates: int, timeout_s: float, deadline: float) -> str:
     pause = button(page, "Pause")
     if pause.count() and pause.first.is_enabled():
         pause.first.click()
-    wait_until(page, lambda s: button(page, "Start").first.is_enabled(), 60, "Start enabled",
-               deadline)
-    button(page, "Reset").click()
+    wait_until(page, lambda s: button(page, "Resume").first.is_enabled(), 60,
+               "Resume enabled (paused)", deadline)
+    button(page, "New run").click()
     wait_until(page, lambda s: shown_update(s["text"]) == 0 and not s["busy"], 60,
                "the reset page", deadline)
     return problem
