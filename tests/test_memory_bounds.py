@@ -203,3 +203,11 @@ def test_release_memory_collects_frozen_garbage_and_refreezes_the_rest():
     finally:
         gc.unfreeze()
     del survivor
+
+
+def test_trim_memory_runs_and_leaves_python_objects_alone():
+    from trpo_viz.heap import trim_memory
+
+    kept = np.ones(1000)
+    trim_memory()
+    assert kept.sum() == 1000

@@ -15,13 +15,17 @@ resident memory kept after a first solve, after ``gc.collect`` and ``malloc_trim
 =============================================  =========  ================  ========
 problem                                        HVP ops    measured          estimate
 =============================================  =========  ================  ========
-two-variable quadratic                         49         18 MiB            18 MiB
-n = 100 chain (bench_explorer.py)              3,508      108–137 MiB       126 MiB
-10,000-character expression, n = 40           21,741     580 MiB           695 MiB
-@logistic_regression (16 MB of data, embedded) ~60        1,059 MiB         1,040 MiB
+two-variable quadratic (+ sin)                 76         18 MiB            18 MiB
+n = 100 chain (bench_explorer.py)              3,508      118–137 MiB       126 MiB
+10,000-character expression, n = 40           21,741     503–580 MiB       695 MiB
+@logistic_regression, data embedded in graphs  107        1,059 MiB         996 MiB
+@logistic_regression, data captured            107        98 MiB            95 MiB
 =============================================  =========  ================  ========
 
-The estimate errs high for large graphs, which is the safe side for a bound.
+(The ranges: with and without the proposed one-loop CG graph.) The estimate errs high
+for large graphs, the safe side for a bound. The budget, 256 MiB, leaves the rest of a
+1.2 GB host to TensorFlow itself (about 680 MiB resident after the first problem, 390 of
+them shared library pages) and to a TRPO run.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from trpo_viz.heap import release_memory
 
 MIB = 2**20
 MAX_PROBLEMS = 16
-MAX_PROBLEM_BYTES = 384 * MIB  # all cached problems together (estimated)
+MAX_PROBLEM_BYTES = 256 * MIB  # all cached problems together (estimated)
 
 BASE_BYTES = 16 * MIB  # a problem with a tiny graph
 BYTES_PER_OP = 32 * 1024  # per operation of the HVP graph
