@@ -13,6 +13,9 @@ from trpo_viz.runs.store import RunStore, StoreError
 from trpo_viz.trpo.config import default_config
 
 TINY = dict(n_steps=128, n_envs=2, hidden_sizes=(16,), value_epochs=1)
+# Long runs: tiny updates take ~50 ms on a fast idle machine, so a run that must still be
+# training when a command arrives gets far more updates than any test waits for.
+LONG = 2000
 WAIT_S = 300.0 * float(os.environ.get("TRPO_VIZ_TIMEOUT_FACTOR", "1"))
 
 
@@ -37,18 +40,15 @@ def registry(tmp_path, monkeypatch):
     registry.shutdown()
 
 
-def test_start_pause_step_resume_finish(registry):
+def test_step_a_paused_run_then_resume_to_the_finish(registry):
+    """Made paused, a run takes single steps on request and finishes once resumed."""
     store = RunStore(registry.db_path)
-    run_id = registry.create(config(updates=6))
-    wait_for(lambda: store.run(run_id).updates >= 2, "two updates")
-    registry.pause(run_id)
-    wait_for(lambda: store.run(run_id).status == "paused", "the worker to pause")
-    paused_at = store.run(run_id).updates
+    run_id = registry.create(config(updates=6), start=False)
+    assert store.run(run_id).status == "paused" and store.run(run_id).updates == 0
     registry.step(run_id)
     wait_for(lambda: store.run(run_id).step_requests == 0, "the single step")
-    assert store.run(run_id).updates == paused_at + 1
     wait_for(lambda: store.run(run_id).status == "paused", "paused again after the step")
-    assert store.run(run_id).updates == paused_at + 1  # a step is one update, not a resume
+    assert store.run(run_id).updates == 1  # a step is one update, not a resume
     registry.resume(run_id)
     wait_for(lambda: store.run(run_id).status == "finished", "the run to finish")
     assert store.run(run_id).updates == 6
@@ -56,21 +56,40 @@ def test_start_pause_step_resume_finish(registry):
         registry.step(run_id)
 
 
+def test_pause_a_training_run(registry):
+    """Pause takes effect at the next update boundary; the run is long enough not to finish."""
+    store = RunStore(registry.db_path)
+    run_id = registry.create(config(updates=LONG))
+    wait_for(lambda: store.run(run_id).updates >= 2, "two updates")
+    registry.pause(run_id)
+    wait_for(lambda: store.run(run_id).status == "paused", "the worker to pause")
+    paused_at = store.run(run_id).updates
+    assert 2 <= paused_at < LONG
+    registry.step(run_id)
+    wait_for(lambda: store.run(run_id).step_requests == 0, "the single step")
+    wait_for(lambda: store.run(run_id).status == "paused", "paused again after the step")
+    assert store.run(run_id).updates == paused_at + 1
+    registry.stop(run_id)
+    wait_for(lambda: store.run(run_id).status == "stopped", "the run to stop")
+
+
 def test_runs_beyond_the_slots_wait_in_a_queue_with_a_position(registry):
     store = RunStore(registry.db_path)
-    first = registry.create(config(updates=3))
+    first = registry.create(config(updates=LONG))
     second = registry.create(config(updates=2))
     third = registry.create(config(updates=2))
     wait_for(lambda: store.run(first).status in ("starting", "running"), "the first to start")
     assert registry.queue_position(second) == 1 and registry.queue_position(third) == 2
-    wait_for(lambda: store.run(third).status == "finished", "all three to finish in turn")
-    assert [store.run(r).updates for r in (first, second, third)] == [3, 2, 2]
+    registry.stop(first)
+    wait_for(lambda: store.run(third).status == "finished", "the other two to finish in turn")
+    assert store.run(first).status == "stopped"
+    assert [store.run(r).updates for r in (second, third)] == [2, 2]
 
 
 def test_a_paused_worker_frees_its_slot(registry):
     """Slots belong to training workers: a paused run's worker exits after its grace."""
     store = RunStore(registry.db_path)
-    first = registry.create(config(updates=50))
+    first = registry.create(config(updates=LONG))
     wait_for(lambda: store.run(first).updates >= 1, "the first run's first update")
     registry.pause(first)
     second = registry.create(config(updates=1))
@@ -80,7 +99,7 @@ def test_a_paused_worker_frees_its_slot(registry):
 
 def test_a_killed_worker_marks_the_run_interrupted_and_resume_continues(registry):
     store = RunStore(registry.db_path)
-    run_id = registry.create(config(updates=40))
+    run_id = registry.create(config(updates=LONG))
     wait_for(lambda: store.run(run_id).updates >= 2, "two updates")
     pid = store.run(run_id).worker_pid
     os.kill(pid, signal.SIGKILL)
