@@ -18,7 +18,7 @@ STATE_FILES = ("config.json", "state.json", "arrays.npz")
 
 def checkpoint_bytes(trainer) -> bytes:
     """config.json, state.json and arrays.npz of ``trainer`` as one zip (no records)."""
-    files = trainer._state_files()
+    files = trainer._state_files(records=False)  # the store holds the records
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for name in STATE_FILES:

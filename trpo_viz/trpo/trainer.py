@@ -630,7 +630,12 @@ class TRPOTrainer:
 
     # --- persistence ---
 
-    def _state_files(self) -> dict[str, bytes]:
+    def _state_files(self, records: bool = True) -> dict[str, bytes]:
+        """config.json, state.json, arrays.npz and (``records``) records.json as bytes.
+
+        ``records=False`` is a checkpoint's cost: the weights, not the whole history
+        (a run store keeps the records in rows of their own).
+        """
         arrays = {f"policy/{i}": v.numpy() for i, v in enumerate(self.policy.params)}
         arrays |= {f"value/{i}": v.numpy() for i, v in enumerate(self.value.params)}
         arrays |= {f"adam/{i}": v.numpy() for i, v in enumerate(self.value_optimizer.state)}
@@ -641,12 +646,14 @@ class TRPOTrainer:
             "total_timesteps": self.total_timesteps,
             "rng_state": self.rng.bit_generator.state,
         }
-        return {
+        files = {
             "config.json": json.dumps(self.config.to_dict(), indent=1).encode(),
-            "records.json": json.dumps([r.to_dict() for r in self.records]).encode(),
             "state.json": json.dumps(state).encode(),
             "arrays.npz": buffer.getvalue(),
         }
+        if records:
+            files["records.json"] = json.dumps([r.to_dict() for r in self.records]).encode()
+        return files
 
     @classmethod
     def _from_state_files(cls, files: dict[str, bytes]) -> TRPOTrainer:
