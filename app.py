@@ -24,6 +24,7 @@ import gc
 
 import streamlit as st
 
+from trpo_viz.heap import trim_memory
 from trpo_viz.quiet import import_tensorflow, tensorflow_imported
 
 ENTERED_THROUGH_APP = "entered_through_app"
@@ -95,4 +96,7 @@ st.session_state[ENTERED_THROUGH_APP] = True  # the pages check it: see pages/cg
 # st.navigation sends the sidebar now, before TensorFlow loads.
 page = st.navigation([home_page, cg_explorer, trpo_live, run_library, compare, cost_lab])
 show_frame_while_loading()
-page.run()
+try:
+    page.run()
+finally:
+    trim_memory()  # what this run freed goes back to the OS (under 10 ms; trpo_viz.heap)

@@ -11,6 +11,7 @@ convergence, drives the residual).
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from dataclasses import dataclass, field
@@ -119,6 +120,14 @@ class ExplorerResult:
     @property
     def final_error(self) -> float | None:
         return None if self.relative_errors is None else float(self.relative_errors[-1])
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as JSON text (NaN/Inf are null), for a download built on click.
+
+        A bound method: a download button holding it keeps this result alive, not the
+        page's globals (a lambda in the page would keep its compiled problem).
+        """
+        return json.dumps(self.to_dict(), allow_nan=False)
 
     def to_dict(self) -> dict:
         """The JSON document of ``python -m trpo_viz cg --json`` (a stable interface)."""
