@@ -63,6 +63,22 @@ def test_ritz_points_reach_the_true_spectrum(spd_view):
     assert drawn == {round(v, 9) for v in np.linalg.eigvalsh(a)}
 
 
+def test_ritz_values_are_animated_with_the_iterates(spd_view):
+    """Frame k holds the rows of T_1 … T_k, rings T_k's k Ritz values; the axes stay put."""
+    view, *_ = spd_view
+    fig = figures.ritz_figure(view)
+    assert [f.name for f in fig.frames] == [str(k) for k in range(7)]
+    assert fig.layout.sliders[0].active == 6 and fig.layout.updatemenus  # Play, at the last k
+    for k in (0, 3, 6):
+        rows, ringed = fig.frames[k].data
+        assert sorted(set(rows.y)) == list(range(1, k + 1))
+        assert list(ringed.y) == [k] * k
+        assert sorted(ringed.x) == pytest.approx(np.sort(view.ritz_values[k - 1]) if k else [])
+    assert fig.layout.xaxis.range is not None and fig.layout.yaxis.range is not None
+    lo, hi = fig.layout.xaxis.range
+    assert lo <= min(np.concatenate(view.ritz_values)) and hi >= max(view.eigenvalues)
+
+
 def test_extreme_ritz_values_come_first(spd_view):
     view, a, *_ = spd_view
     eigenvalues = np.linalg.eigvalsh(a)

@@ -419,8 +419,9 @@ def test_explorer_page_holds_its_figures_inputs_and_table(explorer_page):
     result, document = explorer_page
     check_self_contained(document)
     figures = page_data(document)["figures"]
-    assert set(figures) == {"iterates", "convergence", "spectrum"}
+    assert set(figures) == {"iterates", "convergence", "spectrum", "ritz"}
     assert len(figures["iterates"]["frames"]) == result.cg.iterations + 1
+    assert len(figures["ritz"]["frames"]) == result.cg.iterations + 1  # animated alike
     parsed = scan(document)
     assert sum(tag == "tr" for tag, _ in parsed.tags) >= result.cg.iterations + 2
     text = " ".join(parsed.text)

@@ -54,6 +54,12 @@ def test_default_page_solves_the_source_example():
     spec = json.loads(charts[0].proto.spec)
     assert len(spec["frames"]) == 4
     assert spec["data"][0]["type"] == "scatter3d"
+    ritz = json.loads(next(c for c in charts if "Ritz values" in c.proto.spec).proto.spec)
+    assert len(ritz["frames"]) == 4  # the Ritz values are animated with the iterates
+    downloads = {b.proto.label: b.proto for b in at.get("download_button")}
+    assert set(downloads) == {"Download the table (CSV)", "Download the whole trace (JSON)",
+                              "Download for slides (.html)"}
+    assert all(d.deferred_file_id for d in downloads.values())  # each built on click
 
 
 @pytest.mark.parametrize("key", list(PRESETS))

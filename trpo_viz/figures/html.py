@@ -240,7 +240,8 @@ _EXPLORER_SCRIPT = """
 
 def explorer_html(result) -> str:
     """A CG explorer view as one HTML file: the inputs as text, the iterate animation,
-    the convergence and spectrum charts, the problems and notes, and the trace table."""
+    the convergence and spectrum charts, the animated Ritz values, the problems and
+    notes, and the trace table."""
     from trpo_viz.figures import cg as cg_figures
 
     cg = result.cg
@@ -250,6 +251,14 @@ def explorer_html(result) -> str:
     spectrum = cg_figures.spectrum_figure(result)
     if spectrum is not None:
         figures["spectrum"] = spectrum
+    if not result.problems and cg.iterations >= 1:  # why CG works: the Ritz values, animated
+        from trpo_viz.figures.krylov import ritz_figure
+        from trpo_viz.krylov import krylov_view
+
+        exact = result.reference is not None
+        figures["ritz"] = ritz_figure(krylov_view(
+            cg, hessian=result.hessian if exact else None,
+            reference=result.reference, damping=settings.damping))
     inputs = [
         ("f(x)", result.text),
         ("n", str(result.n)),

@@ -24,12 +24,27 @@ def _positive(values) -> list:
     return [float(v) if v is not None and np.isfinite(v) and v > 0 else None for v in values]
 
 
+def _ritz_rows(view, last_k: int) -> tuple[list, list, list]:
+    """(λ, k, residual bound) of every Ritz value of T_1 … T_last_k, row after row."""
+    ks, values, bounds = [], [], []
+    rows = zip(view.ritz_values[:last_k], view.ritz_residual_bounds[:last_k], strict=True)
+    for k, (ritz, bound) in enumerate(rows, start=1):
+        ks += [k] * len(ritz)
+        values += [float(v) for v in ritz]
+        bounds += [float(b) for b in bound] if bound is not None else [float("nan")] * len(ritz)
+    return values, ks, bounds
+
+
 def ritz_figure(view) -> go.Figure:
     """Ritz values of T_k (points, one row per k) over the true spectrum (vertical lines).
 
     x: λ; y: the iteration k. The extreme Ritz values settle on the extreme eigenvalues
-    first and the interior ones later.
+    first and the interior ones later. Animated with the iterates (frames k = 0 …
+    iterations, the explorer's Play button and slider): frame k shows the rows of
+    T_1 … T_k and rings the Ritz values of T_k; the figure opens at the last k.
     """
+    from trpo_viz.figures.cg import _animation_controls, _frame_names
+
     fig = go.Figure()
     if view.eigenvalues is not None:
         xs, ys = [], []
@@ -40,18 +55,24 @@ def ritz_figure(view) -> go.Figure:
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="eigenvalues of H + λI",
                                  line={"color": EIGEN_COLOR, "width": 1}, opacity=0.5,
                                  hoverinfo="skip"))
-    ks, values, bounds = [], [], []
-    for k, (ritz, bound) in enumerate(zip(view.ritz_values, view.ritz_residual_bounds,
-                                          strict=True), start=1):
-        ks += [k] * len(ritz)
-        values += [float(v) for v in ritz]
-        bounds += [float(b) for b in bound] if bound is not None else [float("nan")] * len(ritz)
-    fig.add_trace(go.Scatter(
-        x=values, y=ks, mode="markers", name="Ritz values of T_k",
-        marker={"color": RITZ_COLOR, "size": 7},
-        customdata=bounds,
-        hovertemplate="k = %{y}<br>θ = %{x:.6g}<br>residual bound %{customdata:.2e}"
-                      "<extra></extra>"))
+    first = len(fig.data)  # the animated traces: every row so far, and row k ringed
+
+    def rows_so_far(k: int) -> go.Scatter:
+        values, ks, bounds = _ritz_rows(view, k)
+        return go.Scatter(
+            x=values, y=ks, mode="markers", name="Ritz values of T_k",
+            marker={"color": RITZ_COLOR, "size": 7}, customdata=bounds,
+            hovertemplate="k = %{y}<br>θ = %{x:.6g}<br>residual bound %{customdata:.2e}"
+                          "<extra></extra>")
+
+    def current_row(k: int) -> go.Scatter:
+        ritz = [float(v) for v in view.ritz_values[k - 1]] if k >= 1 else []
+        return go.Scatter(x=ritz, y=[k] * len(ritz), mode="markers", name="this k",
+                          marker={"color": RITZ_COLOR, "size": 13, "symbol": "circle-open",
+                                  "line": {"width": 2}}, hoverinfo="skip")
+
+    fig.add_trace(rows_so_far(view.iterations))
+    fig.add_trace(current_row(view.iterations))
     if view.rejected_ritz_values is not None:
         k = view.iterations + 1
         fig.add_trace(go.Scatter(
@@ -59,12 +80,28 @@ def ritz_figure(view) -> go.Figure:
             y=[k] * len(view.rejected_ritz_values), mode="markers",
             name="T_{k+1} with the rejected step",
             marker={"color": RITZ_COLOR, "size": 9, "symbol": "x-open"}))
+    layout = {}
+    if view.iterations >= 1:
+        fig.frames = [go.Frame(name=name, data=[rows_so_far(int(name)), current_row(int(name))],
+                               traces=[first, first + 1])
+                      for name in _frame_names(view.iterations)]
+        layout = _animation_controls(view.iterations, redraw=False)
+        # Fixed axes: the frames must not rescale the plot as rows appear.
+        every = [x for t in fig.data for x in (t.x or ()) if x is not None]
+        lo, hi = min(every), max(every)
+        pad = 0.05 * max(hi - lo, abs(hi), 1e-12)
+        fig.update_xaxes(range=[lo - pad, hi + pad])
+        bottom = view.iterations + (1.5 if view.rejected_ritz_values is not None else 0.5)
+        fig.update_yaxes(range=[bottom, 0.5])
+    else:
+        fig.update_yaxes(autorange="reversed")
     fig.update_layout(
         title="Ritz values per iteration over the spectrum",
-        xaxis_title="λ", yaxis_title="iteration k", height=380,
-        legend={"orientation": "h", "y": -0.25}, margin={"t": 50},
+        xaxis_title="λ", yaxis_title="iteration k", height=440 if layout else 380,
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
+        margin={"t": 80, "b": 120 if layout else 40}, **layout,
     )
-    fig.update_yaxes(autorange="reversed", dtick=1 if view.iterations <= 20 else None)
+    fig.update_yaxes(dtick=1 if view.iterations <= 20 else None)
     return fig
 
 
