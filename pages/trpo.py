@@ -265,6 +265,7 @@ def command(action: str) -> None:
         elif action == "stop":
             registry().stop(info.id)
         elif action == "new":
+            registry().release(info.id)  # paused: its worker's memory goes back now
             set_run(None)
     except (StoreError, ValueError) as error:
         st.session_state.trpo_error = str(error)

@@ -86,6 +86,21 @@ class Registry:
         self.store.command(run_id, step=True)
         self._ensure_worker(run_id)
 
+    def release(self, run_id: str) -> None:
+        """A paused run that nobody views any more: its worker exits now, not after its grace.
+
+        A paused worker keeps its trainer (hundreds of MiB) for ``paused_grace`` seconds so
+        that Resume is instant; a view that leaves the run (New run) gives that memory back
+        at once. Only this registry's own worker processes are signalled; the run stays
+        paused and Resume starts a new worker from the last checkpoint.
+        """
+        if self.store.run(run_id).desired != "pause":
+            return
+        with self._lock:
+            process = self._workers.get(run_id)
+        if process is not None and process.poll() is None:
+            process.terminate()  # the worker ends its current update, stays "paused"
+
     def stop(self, run_id: str) -> None:
         self.store.command(run_id, "stop")
         info = self.store.run(run_id)
