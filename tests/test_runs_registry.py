@@ -112,3 +112,27 @@ def test_a_killed_worker_marks_the_run_interrupted_and_resume_continues(registry
     assert [r.update for r in records] == list(range(len(records)))
     registry.stop(run_id)
     wait_for(lambda: store.run(run_id).status == "stopped", "the run to stop")
+
+
+def test_release_ends_a_paused_worker_before_its_grace(tmp_path, monkeypatch):
+    """New run leaves a paused run: its worker exits now (not after the grace), still paused."""
+    monkeypatch.setenv("TRPO_VIZ_HOME", str(tmp_path))
+    registry = Registry(tmp_path / "runs.sqlite3", max_workers=1, paused_grace=3600.0, threads=1)
+    try:
+        store = RunStore(registry.db_path)
+        run_id = registry.create(config(updates=LONG))
+        wait_for(lambda: store.run(run_id).updates >= 1, "an update")
+        registry.pause(run_id)
+        wait_for(lambda: store.run(run_id).status == "paused", "the worker to pause")
+        assert store.run(run_id).worker_pid is not None  # the grace keeps the worker
+        registry.release(run_id)
+        wait_for(lambda: store.run(run_id).worker_pid is None, "the worker to exit")
+        info = store.run(run_id)
+        assert info.status == "paused" and info.desired == "pause"
+        before = info.updates
+        registry.resume(run_id)  # a new worker continues from the checkpoint
+        wait_for(lambda: store.run(run_id).updates >= before + 1, "an update after resuming")
+        registry.stop(run_id)
+        wait_for(lambda: store.run(run_id).status == "stopped", "the run to stop")
+    finally:
+        registry.shutdown()

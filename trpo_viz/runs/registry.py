@@ -219,6 +219,12 @@ class Registry:
                     store.set_status(info.id, "interrupted",
                                      error="the trainer stopped unexpectedly; Resume continues "
                                            f"from update {info.updates}", worker_pid=None)
+                elif info.status == "paused" and (info.desired == "run"
+                                                  or info.step_requests > 0):
+                    # Resume or Step arrived while the paused worker was exiting (its grace
+                    # was over, or it was released): it saw no command, so start another.
+                    store.set_status(info.id, "queued", error=None, queued_at=time.time())
+            runs = store.runs()
             queued = sorted((r for r in runs if r.status == "queued"),
                             key=lambda r: r.queued_at or r.created)
             for info in queued:
