@@ -4,6 +4,8 @@
 
 1. core: ``CompiledProblem.solve`` + all figure builders + JSON, for a new θ each
    time, on problems of n = 2, 3, 50, 100 (compiled once, as the page's cache does);
+   and the same solve with the Krylov panels (Ritz values, p_k, eigencomponent and H
+   heatmaps);
 2. page: a full Streamlit script rerun (AppTest) after changing θ, g, λ or the
    iteration limit on the default page, and on an n = 100 problem.
 
@@ -29,6 +31,8 @@ import numpy as np  # noqa: E402
 
 from trpo_viz.explorer import CGSettings, CompiledProblem  # noqa: E402
 from trpo_viz.figures import cg as figures  # noqa: E402
+from trpo_viz.figures import krylov as krylov_figures  # noqa: E402
+from trpo_viz.krylov import MAX_HEATMAP_N, krylov_view  # noqa: E402
 from trpo_viz.presets import SOURCE_EXPR, rotated_quadratic  # noqa: E402
 
 
@@ -70,7 +74,23 @@ def bench_core(repeats: int) -> list[tuple[str, list[float]]]:
             figures.trace_table(result)
             json.dumps(result.to_dict())
 
+        def krylov(i, problem=problem, n=n, rng=rng):
+            """The Krylov panels of the same solve: view, Ritz, p_k, heatmaps."""
+            result = problem.solve(rng.normal(size=n), np.ones(n), CGSettings())
+            exact = result.reference is not None
+            view = krylov_view(result.cg, hessian=result.hessian if exact else None,
+                               reference=result.reference, damping=result.settings.damping)
+            shown = [krylov_figures.ritz_figure(view),
+                     krylov_figures.polynomial_figure(view, view.iterations),
+                     krylov_figures.eigencomponent_figure(view)]
+            if result.hessian is not None and result.n <= MAX_HEATMAP_N:
+                shown.append(krylov_figures.matrix_figure(result.hessian, "H"))
+            for fig in shown:
+                if fig is not None:
+                    fig.to_json()
+
         rows.append((f"core: solve + figures + JSON, {name}", timed(step, repeats)))
+        rows.append((f"core: solve + Krylov panels + JSON, {name}", timed(krylov, repeats)))
     return rows
 
 
