@@ -14,9 +14,14 @@ pytestmark = pytest.mark.browser
 EXPR_LABEL = "f(θ) in x1 … xn"
 
 
-def wait_for_page(page, charts: int = 3) -> None:
-    """Wait until the script run is over and ``charts`` Plotly charts are drawn."""
+def wait_for_page(page, charts: int = 3, table_has: str | None = None) -> None:
+    """Wait until the script run is over and ``charts`` Plotly charts are drawn (and the
+    solution table shows ``table_has``: a rerun may still be replacing a stale table)."""
     page.locator('[data-testid="stTable"]').first.wait_for()
+    if table_has is not None:
+        page.wait_for_function(
+            "t => document.querySelector('[data-testid=\"stTable\"]').innerText.includes(t)",
+            arg=table_has)
     page.wait_for_function(
         "n => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length >= n",
         arg=charts,
@@ -57,7 +62,7 @@ def test_first_visit_after_start_has_no_page_not_found_dialog(page, streamlit_se
 
 def test_default_page_shows_the_solved_example(page, streamlit_server, screenshots):
     page.goto(f"{streamlit_server}/cg")
-    wait_for_page(page)
+    wait_for_page(page, table_has="6.5625")
     table = solution_table_text(page)
     assert "-0.5625" in table and "6.5625" in table
     assert "exact H⁻¹g" in table
@@ -121,7 +126,7 @@ def test_typing_a_new_expression_changes_the_result(page, streamlit_server, scre
 def test_a_shared_link_reproduces_the_view(page, streamlit_server, screenshots):
     query = urlencode({"expr": "x1**2 + 3*x2**2", "theta": "1,1", "g": "2,6", "damping": "0.5"})
     page.goto(f"{streamlit_server}/cg?{query}")
-    wait_for_page(page)
+    wait_for_page(page, table_has="0.923076923")
     assert page.get_by_role("textbox", name=EXPR_LABEL).input_value() == "x1**2 + 3*x2**2"
     table = solution_table_text(page)
     # H = diag(2, 6): H⁻¹g = (1, 1); (H + 0.5 I)⁻¹g = (0.8, 0.923077)
