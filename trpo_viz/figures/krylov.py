@@ -24,17 +24,6 @@ def _positive(values) -> list:
     return [float(v) if v is not None and np.isfinite(v) and v > 0 else None for v in values]
 
 
-def _ritz_rows(view, last_k: int) -> tuple[list, list, list]:
-    """(λ, k, residual bound) of every Ritz value of T_1 … T_last_k, row after row."""
-    ks, values, bounds = [], [], []
-    rows = zip(view.ritz_values[:last_k], view.ritz_residual_bounds[:last_k], strict=True)
-    for k, (ritz, bound) in enumerate(rows, start=1):
-        ks += [k] * len(ritz)
-        values += [float(v) for v in ritz]
-        bounds += [float(b) for b in bound] if bound is not None else [float("nan")] * len(ritz)
-    return values, ks, bounds
-
-
 def ritz_figure(view) -> go.Figure:
     """Ritz values of T_k (points, one row per k) over the true spectrum (vertical lines).
 
@@ -43,7 +32,7 @@ def ritz_figure(view) -> go.Figure:
     iterations, the explorer's Play button and slider): frame k shows the rows of
     T_1 … T_k and rings the Ritz values of T_k; the figure opens at the last k.
     """
-    from trpo_viz.figures.cg import _animation_controls, _frame_names
+    from trpo_viz.figures.cg import _animation_controls, _bare_frame, _frame_names
 
     fig = go.Figure()
     if view.eigenvalues is not None:
@@ -56,22 +45,30 @@ def ritz_figure(view) -> go.Figure:
                                  line={"color": EIGEN_COLOR, "width": 1}, opacity=0.5,
                                  hoverinfo="skip"))
     first = len(fig.data)  # the animated traces: every row so far, and row k ringed
-
-    def rows_so_far(k: int) -> go.Scatter:
-        values, ks, bounds = _ritz_rows(view, k)
-        return go.Scatter(
-            x=values, y=ks, mode="markers", name="Ritz values of T_k",
-            marker={"color": RITZ_COLOR, "size": 7}, customdata=bounds,
-            hovertemplate="k = %{y}<br>θ = %{x:.6g}<br>residual bound %{customdata:.2e}"
-                          "<extra></extra>")
+    # Every Ritz value, row after row: the rows of T_1 … T_k are a prefix of these arrays,
+    # so a frame sends a prefix (numpy arrays travel as binary) and the hover's residual
+    # bounds (customdata of the whole trace) stay aligned.
+    rows = [np.asarray(r, np.float64) for r in view.ritz_values]
+    values = np.concatenate(rows) if rows else np.zeros(0)
+    ks = np.concatenate([np.full(len(r), k) for k, r in enumerate(rows, start=1)]) if rows \
+        else np.zeros(0, int)
+    ends = np.cumsum([0] + [len(r) for r in rows])  # rows ≤ k: values[:ends[k]]
+    bounds = np.concatenate([
+        np.asarray(b, np.float64) if b is not None else np.full(len(r), np.nan)
+        for r, b in zip(rows, view.ritz_residual_bounds, strict=True)]) if rows \
+        else np.zeros(0)
 
     def current_row(k: int) -> go.Scatter:
-        ritz = [float(v) for v in view.ritz_values[k - 1]] if k >= 1 else []
-        return go.Scatter(x=ritz, y=[k] * len(ritz), mode="markers", name="this k",
+        ritz = rows[k - 1] if k >= 1 else np.zeros(0)
+        return go.Scatter(x=ritz, y=np.full(len(ritz), k), mode="markers", name="this k",
                           marker={"color": RITZ_COLOR, "size": 13, "symbol": "circle-open",
                                   "line": {"width": 2}}, hoverinfo="skip")
 
-    fig.add_trace(rows_so_far(view.iterations))
+    fig.add_trace(go.Scatter(
+        x=values, y=ks, mode="markers", name="Ritz values of T_k",
+        marker={"color": RITZ_COLOR, "size": 7}, customdata=bounds,
+        hovertemplate="k = %{y}<br>θ = %{x:.6g}<br>residual bound %{customdata:.2e}"
+                      "<extra></extra>"))
     fig.add_trace(current_row(view.iterations))
     if view.rejected_ritz_values is not None:
         k = view.iterations + 1
@@ -82,13 +79,17 @@ def ritz_figure(view) -> go.Figure:
             marker={"color": RITZ_COLOR, "size": 9, "symbol": "x-open"}))
     layout = {}
     if view.iterations >= 1:
-        fig.frames = [go.Frame(name=name, data=[rows_so_far(int(name)), current_row(int(name))],
-                               traces=[first, first + 1])
-                      for name in _frame_names(view.iterations)]
+        fig.frames = [
+            _bare_frame(name, [first, first + 1], [
+                (go.Scatter, {"x": values[:ends[k]], "y": ks[:ends[k]]}),
+                (go.Scatter, {"x": values[ends[k - 1]:ends[k]] if k else values[:0],
+                              "y": ks[ends[k - 1]:ends[k]] if k else ks[:0]})])
+            for name in _frame_names(view.iterations) for k in (int(name),)]
         layout = _animation_controls(view.iterations, redraw=False)
         # Fixed axes: the frames must not rescale the plot as rows appear.
-        every = [x for t in fig.data for x in (t.x or ()) if x is not None]
-        lo, hi = min(every), max(every)
+        every = [x for t in fig.data for x in (t.x if t.x is not None else ())
+                 if x is not None]
+        lo, hi = float(np.min(every)), float(np.max(every))
         pad = 0.05 * max(hi - lo, abs(hi), 1e-12)
         fig.update_xaxes(range=[lo - pad, hi + pad])
         bottom = view.iterations + (1.5 if view.rejected_ritz_values is not None else 0.5)
