@@ -23,29 +23,16 @@ Every quantity is recorded in an :class:`~trpo_viz.trpo.record.UpdateRecord`.
 
 from __future__ import annotations
 
-import io
-import json
-import math
-import os
 import time
-import zipfile
-from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from trpo_viz.cg import CGResult, cg_loop, dot
-from trpo_viz.hvp import gradient, hessian_vector_product
-from trpo_viz.trpo.archive import TRAINER_FILES, ArchiveError, read_dir, read_zip, refuse
+from trpo_viz.cg import CGResult, dot
 from trpo_viz.trpo.config import TRPOConfig
-from trpo_viz.trpo.numerics import (
-    explained_variance,
-    operator_norm_estimate,
-    relative_variance,
-    residual_orthogonality,
-    rounding_floor,
-)
+from trpo_viz.trpo.numerics import explained_variance, relative_variance
+from trpo_viz.trpo.persistence import TrainerPersistence
+from trpo_viz.trpo.pictures import TrainerPictures
 from trpo_viz.trpo.policy import (
     ValueFunction,
     get_flat,
@@ -55,9 +42,18 @@ from trpo_viz.trpo.policy import (
 )
 from trpo_viz.trpo.record import LineSearchCandidate, UpdateRecord
 from trpo_viz.trpo.rollout import Normalizer, RolloutCollector, gae_advantages, make_env
-from trpo_viz.trpo.saved_run import check_trainer_arrays, read_trainer_files
-
-_GRID_CHUNK = 64  # parameter vectors evaluated per compiled call in trust_region_slice
+from trpo_viz.trpo.update import (  # noqa: F401 - the maths, importable from here as before
+    Adam,
+    cg_diagnostics,
+    first_acceptable,
+    fisher_vector_product,
+    kl,
+    line_search_fractions,
+    policy_gradient,
+    step_direction,
+    step_size,
+    surrogate,
+)
 
 
 class TrainingFinished(RuntimeError):
@@ -70,129 +66,7 @@ def set_num_threads(n: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
-# --- the maths, one named function each --------------------------------------------------------
-
-
-def surrogate(policy, params, obs, actions, advantages, old_log_prob):
-    """L(θ) = mean(ratio · Â), ratio = π_θ(a|s)/π_old(a|s); params may carry a leading G axis."""
-    dist = policy.distribution_params(params, obs)
-    ratio = tf.exp(policy.distribution.log_prob(dist, actions) - old_log_prob)
-    return tf.reduce_mean(ratio * advantages, axis=-1)
-
-
-def kl(policy, params, obs, old_dist):
-    """Mean over states of KL(π_old(·|s) ‖ π_θ(·|s)); params may carry a leading G axis."""
-    new_dist = policy.distribution_params(params, obs)
-    return tf.reduce_mean(policy.distribution.kl(old_dist, new_dist), axis=-1)
-
-
-def policy_gradient(policy, obs, actions, advantages, old_log_prob):
-    """g = ∇_θ L(θ) at the policy's current parameters (flat)."""
-    return gradient(
-        lambda: surrogate(policy, policy.params, obs, actions, advantages, old_log_prob),
-        policy.params,
-    )
-
-
-def fisher_vector_product(policy, vector, obs, old_dist, mode="reverse", params=None):
-    """F v: the Hessian of the mean KL(π_old ‖ π_θ) at θ = θ_old, times v (no damping).
-
-    ``params`` (default ``policy.params``) are the variables θ the Hessian is taken over:
-    float64 copies of the policy's parameters give F v in float64 (with obs, old_dist
-    and v in float64 too).
-    """
-    params = policy.params if params is None else params
-    return hessian_vector_product(
-        lambda o, d: kl(policy, params, o, d),
-        params,
-        vector,
-        obs,
-        old_dist,
-        mode=mode,
-    )
-
-
-def step_direction(fvp, g, damping, max_iter, rtol):
-    """s ≈ (F + λI)⁻¹ g by conjugate gradient (the natural-gradient direction).
-
-    "converged" means the *recursively updated* residual reached ‖r_k‖ ≤ rtol·‖g‖. In
-    float32 the recursion keeps shrinking ‖r_k‖ below what the iterate attains, so the
-    caller also records the true residual ‖g − (F+λI)s‖ of the returned s (from the
-    product (F+λI)s it needs for the step size anyway).
-    """
-    # λ and rtol as tensors of g's dtype: cg_loop's tf.cast of a Python float goes through
-    # float32, which would perturb λ by ~5e-8 relative in a float64 solve.
-    return cg_loop(
-        fvp,
-        g,
-        damping=tf.constant(damping, g.dtype),
-        max_iter=max_iter,
-        rtol=tf.constant(rtol, g.dtype),
-        record_vectors=True,  # the residuals, for their orthogonality (a few vectors)
-        true_residual=False,
-    )
-
-
-def step_size(sFs: float, max_kl: float) -> float:
-    """β = √(2δ / sᵀFs): scales s to the edge of the quadratic trust region."""
-    return math.sqrt(2.0 * max_kl / sFs) if sFs > 0 else math.nan
-
-
-def line_search_fractions(shrink: float, max_backtracks: int) -> np.ndarray:
-    return (shrink ** np.arange(max_backtracks + 1)).astype(np.float32)
-
-
-def first_acceptable(kls, improvements, max_kl) -> int | None:
-    """Index of the first candidate with KL ≤ δ and improvement > 0 (all finite), else None."""
-    for j, (k, imp) in enumerate(zip(kls, improvements, strict=True)):
-        if np.isfinite(k) and np.isfinite(imp) and k <= max_kl and imp > 0:
-            return j
-    return None
-
-
-def cg_diagnostics(cg: CGResult, g_norm: float, dtype: str) -> dict:
-    """How far rounding lets the CG trace be read (see :mod:`trpo_viz.trpo.numerics`).
-
-    ``cg_orthogonality``: max_{j<k} |cos(r_j, r_k)| per iteration; ``cg_rounding_floor``:
-    ε·(‖g‖ + ‖F+λI‖·max_k‖x_k‖), with ‖F+λI‖ estimated by CG's own Rayleigh quotients.
-    """
-    operator_norm = operator_norm_estimate(cg.curvatures, cg.directions)
-    max_iterate = float(np.max(np.linalg.norm(cg.iterates.astype(np.float64), axis=1)))
-    return {
-        "cg_orthogonality": residual_orthogonality(cg.residuals),
-        "cg_rounding_floor": rounding_floor(dtype, g_norm, operator_norm, max_iterate),
-    }
-
-
-class Adam(tf.Module):
-    """Adam (PyTorch's update form) over a list of plain ``tf.Variable``s; state is variables."""
-
-    def __init__(self, variables, lr, beta1=0.9, beta2=0.999, eps=1e-5):
-        super().__init__(name="adam")
-        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.m = [tf.Variable(tf.zeros_like(v), name="m") for v in variables]
-        self.v = [tf.Variable(tf.zeros_like(v), name="v") for v in variables]
-        self.t = tf.Variable(0.0, name="t")
-
-    def apply(self, grads, variables):
-        self.t.assign_add(1.0)
-        b1, b2 = self.beta1, self.beta2
-        step = self.lr / (1.0 - b1**self.t)
-        denom_scale = tf.sqrt(1.0 - b2**self.t)
-        for g, m, v, var in zip(grads, self.m, self.v, variables, strict=True):
-            m.assign(b1 * m + (1.0 - b1) * g)
-            v.assign(b2 * v + (1.0 - b2) * tf.square(g))
-            var.assign_sub(step * m / (tf.sqrt(v) / denom_scale + self.eps))
-
-    @property
-    def state(self):
-        return [*self.m, *self.v, self.t]
-
-
-# --- the trainer ---------------------------------------------------------------------------------
-
-
-class TRPOTrainer:
+class TRPOTrainer(TrainerPictures, TrainerPersistence):
     """Runs TRPO one update at a time: ``record = trainer.step()``."""
 
     def __init__(self, config: TRPOConfig):
@@ -497,226 +371,6 @@ class TRPOTrainer:
             for _ in range(self.config.value_epochs)
         ]
         return np.concatenate(rows) if rows else np.zeros((0, mb), np.int64)
-
-    # --- the trust-region picture ---
-
-    def trust_region_slice(self, alphas, betas) -> dict:
-        """Surrogate improvement and KL on the plane θ_old + a·Δ + b·Δ_g of the last update.
-
-        Δ is the accepted update's full natural step (β·s; the line-search candidates lie
-        at (fraction, 0)). Δ_g is the plain gradient g scaled to *its own* trust-region
-        length, √(2δ / gᵀ(F+λI)g)·g, so b = 1 also lies on the quadratic trust-region
-        boundary. The returned ``quadratic_form`` M (2×2, with the damped Fisher F+λI used
-        by CG and the step size) gives the quadratic KL model ½[a b]M[a b]ᵀ; its level
-        set = δ is the trust-region ellipse in this plane. ``quadratic_form_undamped`` is
-        the same with F alone, M − λ·[[‖Δ‖², ΔᵀΔ_g], [ΔᵀΔ_g, ‖Δ_g‖²]]: the second-order
-        model of the KL itself (the damping's share of M is λ‖·‖² over the quadratic form).
-
-        Returns a dict of numpy arrays/floats: ``alphas`` [na], ``betas`` [nb],
-        ``improvement`` and ``kl`` [nb, na] (L(θ) − L(θ_old) and mean KL(π_old ‖ π_θ)),
-        ``linear_improvement`` and ``quadratic_kl`` [nb, na] (the models TRPO solves),
-        ``quadratic_form`` and ``quadratic_form_undamped`` [2, 2], ``damping`` λ,
-        ``max_kl``, ``candidates`` [k, 2] (a, b) of the
-        line-search candidates, ``accepted`` (a, b) or None, ``natural_step``,
-        ``gradient_step`` (the two directions, flat), ``g_dot`` [gᵀΔ, gᵀΔ_g].
-        """
-        if self._last is None:
-            raise RuntimeError("trust_region_slice needs at least one update (call step())")
-        last = self._last
-        alphas = np.asarray(alphas, np.float32)
-        betas = np.asarray(betas, np.float32)
-        step = last["full_step"]
-        g = last["g"]
-        scale = math.sqrt(2 * last["max_kl"] / float(g @ last["Fg"]))  # g's own TR length
-        g_step, F_gstep = (g * scale).astype(np.float32), last["Fg"] * scale
-        F_step = last["F_step"]
-        cross = float(step @ F_gstep)
-        M = np.array([[step @ F_step, cross], [cross, g_step @ F_gstep]], np.float64)
-        basis = np.stack([step, g_step]).astype(np.float64)  # rows Δ and Δ_g
-        M_undamped = M - last["damping"] * (basis @ basis.T)
-
-        a_grid, b_grid = np.meshgrid(alphas, betas)  # [nb, na]
-        coords = np.stack([a_grid.ravel(), b_grid.ravel()], axis=1)
-        thetas = last["theta_old"] + coords[:, :1] * step + coords[:, 1:] * g_step
-        thetas = np.concatenate([last["theta_old"][None], thetas]).astype(np.float32)
-        surrogates, kls = self._evaluate_many(thetas)
-        improvement = (surrogates[1:] - surrogates[0]).reshape(a_grid.shape)
-        quadratic_kl = 0.5 * np.einsum("gi,ij,gj->g", coords, M, coords).reshape(a_grid.shape)
-        g_dot = np.array([g @ step, g @ g_step])
-        fractions = last["fractions"]
-        accepted = last["accepted_index"]
-        return {
-            "alphas": alphas,
-            "betas": betas,
-            "improvement": improvement,
-            "kl": kls[1:].reshape(a_grid.shape),
-            "linear_improvement": (coords @ g_dot).reshape(a_grid.shape),
-            "quadratic_kl": quadratic_kl,
-            "quadratic_form": M,
-            "quadratic_form_undamped": M_undamped,
-            "damping": float(last["damping"]),
-            "max_kl": float(last["max_kl"]),
-            "candidates": np.stack([fractions, np.zeros_like(fractions)], axis=1),
-            "accepted": None if accepted is None else (float(fractions[accepted]), 0.0),
-            "natural_step": step,
-            "gradient_step": g_step,
-            "g_dot": g_dot,
-        }
-
-    def _evaluate_many(self, thetas: np.ndarray):
-        """(surrogate, KL) for each row of thetas, in fixed-size compiled chunks."""
-        last = self._last
-        n_rows = len(thetas)
-        padded = np.concatenate([thetas, np.repeat(thetas[:1], (-n_rows) % _GRID_CHUNK, axis=0)])
-        surrogates, kls = [], []
-        for start in range(0, len(padded), _GRID_CHUNK):
-            s, k = self._evaluate(
-                tf.constant(padded[start : start + _GRID_CHUNK]),
-                last["obs"],
-                last["actions"],
-                last["advantages"],
-                last["old_log_prob"],
-                last["old_dist"],
-            )
-            surrogates.append(s.numpy())
-            kls.append(k.numpy())
-        return np.concatenate(surrogates)[:n_rows], np.concatenate(kls)[:n_rows]
-
-    # --- evaluation and rendering ---
-
-    def _eval_policy_action(self, obs_raw, rng, deterministic):
-        obs = self.normalizer.observation(np.asarray(obs_raw, np.float32)[None])
-        action = self.policy.act_numpy(self._policy_numpy, obs, rng, deterministic)[0]
-        if isinstance(self.action_space, gym.spaces.Box):
-            action = np.clip(action, self.action_space.low, self.action_space.high)
-        return action
-
-    def evaluate(self, n_episodes: int = 20, deterministic: bool = True, seed: int | None = None):
-        """Undiscounted returns of ``n_episodes`` fresh episodes (normaliser frozen)."""
-        seed = self.config.seed + 10_000 if seed is None else seed
-        rng = np.random.default_rng(seed)
-        env = make_env(self.config.env_id)
-        returns = []
-        for episode in range(n_episodes):
-            obs, _ = env.reset(seed=seed + episode)
-            total, done = 0.0, False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(
-                    self._eval_policy_action(obs, rng, deterministic)
-                )
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-        env.close()
-        return returns
-
-    def render_rollout(self, max_frames: int = 500, deterministic: bool = True, seed=None):
-        """RGB frames (np.uint8 [H, W, 3]) of one episode with the current policy."""
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        seed = self.config.seed + 20_000 if seed is None else seed
-        rng = np.random.default_rng(seed)
-        env = make_env(self.config.env_id, render_mode="rgb_array")
-        obs, _ = env.reset(seed=seed)
-        frames = [np.asarray(env.render(), np.uint8)]
-        while len(frames) < max_frames:
-            obs, _, terminated, truncated, _ = env.step(
-                self._eval_policy_action(obs, rng, deterministic)
-            )
-            frames.append(np.asarray(env.render(), np.uint8))
-            if terminated or truncated:
-                break
-        env.close()
-        return frames
-
-    # --- persistence ---
-
-    def _state_files(self, records: bool = True) -> dict[str, bytes]:
-        """config.json, state.json, arrays.npz and (``records``) records.json as bytes.
-
-        ``records=False`` is a checkpoint's cost: the weights, not the whole history
-        (a run store keeps the records in rows of their own).
-        """
-        arrays = {f"policy/{i}": v.numpy() for i, v in enumerate(self.policy.params)}
-        arrays |= {f"value/{i}": v.numpy() for i, v in enumerate(self.value.params)}
-        arrays |= {f"adam/{i}": v.numpy() for i, v in enumerate(self.value_optimizer.state)}
-        arrays |= {f"normalizer/{k}": np.asarray(v) for k, v in self.normalizer.state().items()}
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        state = {
-            "total_timesteps": self.total_timesteps,
-            "rng_state": self.rng.bit_generator.state,
-        }
-        files = {
-            "config.json": json.dumps(self.config.to_dict(), indent=1).encode(),
-            "state.json": json.dumps(state).encode(),
-            "arrays.npz": buffer.getvalue(),
-        }
-        if records:
-            files["records.json"] = json.dumps([r.to_dict() for r in self.records]).encode()
-        return files
-
-    @classmethod
-    def _from_state_files(cls, files: dict[str, bytes]) -> TRPOTrainer:
-        """A trainer from its saved files, each validated first (:mod:`~trpo_viz.trpo.saved_run`).
-
-        A damaged or foreign file raises :class:`~trpo_viz.trpo.archive.ArchiveError`.
-        """
-        saved = read_trainer_files(files)
-        config = saved.config
-        try:
-            trainer = cls(config)
-        except gym.error.Error as error:
-            refuse("config.json", f"environment {config.env_id!r} cannot be made here ({error})")
-        try:
-            check_trainer_arrays(saved.arrays, trainer)  # shapes match this config's networks
-        except ArchiveError:
-            trainer.close()
-            raise
-        arrays = saved.arrays
-        for prefix, variables in (
-            ("policy", trainer.policy.params),
-            ("value", trainer.value.params),
-            ("adam", trainer.value_optimizer.state),
-        ):
-            for i, var in enumerate(variables):
-                var.assign(arrays[f"{prefix}/{i}"])
-        trainer.normalizer.load_state(
-            {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("normalizer/")}
-        )
-        trainer.total_timesteps = saved.total_timesteps
-        trainer.rng.bit_generator.state = saved.rng_state
-        trainer.records = saved.records
-        trainer._sync_numpy_policy()
-        # Environment states cannot be saved: start fresh episodes, seeded by the update count.
-        seed = config.seed + 1_000_003 * (len(trainer.records) + 1)
-        trainer.collector.reset(seed, update_normalizer=False)
-        return trainer
-
-    def save(self, path_dir) -> Path:
-        """Write config.json, records.json, state.json and arrays.npz into ``path_dir``."""
-        path = Path(path_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        for name, data in self._state_files().items():
-            (path / name).write_bytes(data)
-        return path
-
-    @classmethod
-    def load(cls, path_dir) -> TRPOTrainer:
-        """The run saved by :meth:`save` (:class:`~trpo_viz.trpo.archive.ArchiveError` if bad)."""
-        return cls._from_state_files(read_dir(path_dir))
-
-    def to_bytes(self) -> bytes:
-        """The saved run as one zip archive in memory (for a download button)."""
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name, data in self._state_files().items():
-                archive.writestr(name, data)
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> TRPOTrainer:
-        """The run of :meth:`to_bytes` (:class:`~trpo_viz.trpo.archive.ArchiveError` if bad)."""
-        return cls._from_state_files(read_zip(data, required=TRAINER_FILES, optional=()))
 
     def close(self) -> None:
         """Close the environments and drop the compiled functions (the trainer cannot step again).

@@ -1,0 +1,139 @@
+"""The maths of one TRPO update, one named function each (see :mod:`trpo_viz.trpo.trainer`).
+
+Every function here is traceable (``tf.function``) or plain numpy; the trainer compiles
+them together. ``params`` may carry a leading G axis (G parameter vectors evaluated at
+once: line-search candidates, trust-region grids).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from trpo_viz.cg import CGResult, cg_loop
+from trpo_viz.hvp import gradient, hessian_vector_product
+from trpo_viz.trpo.numerics import (
+    operator_norm_estimate,
+    residual_orthogonality,
+    rounding_floor,
+)
+
+
+def surrogate(policy, params, obs, actions, advantages, old_log_prob):
+    """L(θ) = mean(ratio · Â), ratio = π_θ(a|s)/π_old(a|s); params may carry a leading G axis."""
+    dist = policy.distribution_params(params, obs)
+    ratio = tf.exp(policy.distribution.log_prob(dist, actions) - old_log_prob)
+    return tf.reduce_mean(ratio * advantages, axis=-1)
+
+
+def kl(policy, params, obs, old_dist):
+    """Mean over states of KL(π_old(·|s) ‖ π_θ(·|s)); params may carry a leading G axis."""
+    new_dist = policy.distribution_params(params, obs)
+    return tf.reduce_mean(policy.distribution.kl(old_dist, new_dist), axis=-1)
+
+
+def policy_gradient(policy, obs, actions, advantages, old_log_prob):
+    """g = ∇_θ L(θ) at the policy's current parameters (flat)."""
+    return gradient(
+        lambda: surrogate(policy, policy.params, obs, actions, advantages, old_log_prob),
+        policy.params,
+    )
+
+
+def fisher_vector_product(policy, vector, obs, old_dist, mode="reverse", params=None):
+    """F v: the Hessian of the mean KL(π_old ‖ π_θ) at θ = θ_old, times v (no damping).
+
+    ``params`` (default ``policy.params``) are the variables θ the Hessian is taken over:
+    float64 copies of the policy's parameters give F v in float64 (with obs, old_dist
+    and v in float64 too).
+    """
+    params = policy.params if params is None else params
+    return hessian_vector_product(
+        lambda o, d: kl(policy, params, o, d),
+        params,
+        vector,
+        obs,
+        old_dist,
+        mode=mode,
+    )
+
+
+def step_direction(fvp, g, damping, max_iter, rtol):
+    """s ≈ (F + λI)⁻¹ g by conjugate gradient (the natural-gradient direction).
+
+    "converged" means the *recursively updated* residual reached ‖r_k‖ ≤ rtol·‖g‖. In
+    float32 the recursion keeps shrinking ‖r_k‖ below what the iterate attains, so the
+    caller also records the true residual ‖g − (F+λI)s‖ of the returned s (from the
+    product (F+λI)s it needs for the step size anyway).
+    """
+    # λ and rtol as tensors of g's dtype: cg_loop's tf.cast of a Python float goes through
+    # float32, which would perturb λ by ~5e-8 relative in a float64 solve.
+    return cg_loop(
+        fvp,
+        g,
+        damping=tf.constant(damping, g.dtype),
+        max_iter=max_iter,
+        rtol=tf.constant(rtol, g.dtype),
+        record_vectors=True,  # the residuals, for their orthogonality (a few vectors)
+        true_residual=False,
+    )
+
+
+def step_size(sFs: float, max_kl: float) -> float:
+    """β = √(2δ / sᵀFs): scales s to the edge of the quadratic trust region."""
+    return math.sqrt(2.0 * max_kl / sFs) if sFs > 0 else math.nan
+
+
+def line_search_fractions(shrink: float, max_backtracks: int) -> np.ndarray:
+    return (shrink ** np.arange(max_backtracks + 1)).astype(np.float32)
+
+
+def first_acceptable(kls, improvements, max_kl) -> int | None:
+    """Index of the first candidate with KL ≤ δ and improvement > 0 (all finite), else None."""
+    for j, (k, imp) in enumerate(zip(kls, improvements, strict=True)):
+        if np.isfinite(k) and np.isfinite(imp) and k <= max_kl and imp > 0:
+            return j
+    return None
+
+
+def cg_diagnostics(cg: CGResult, g_norm: float, dtype: str) -> dict:
+    """How far rounding lets the CG trace be read (see :mod:`trpo_viz.trpo.numerics`).
+
+    ``cg_orthogonality``: max_{j<k} |cos(r_j, r_k)| per iteration; ``cg_rounding_floor``:
+    ε·(‖g‖ + ‖F+λI‖·max_k‖x_k‖), with ‖F+λI‖ estimated by CG's own Rayleigh quotients.
+    """
+    operator_norm = operator_norm_estimate(cg.curvatures, cg.directions)
+    max_iterate = float(np.max(np.linalg.norm(cg.iterates.astype(np.float64), axis=1)))
+    return {
+        "cg_orthogonality": residual_orthogonality(cg.residuals),
+        "cg_rounding_floor": rounding_floor(dtype, g_norm, operator_norm, max_iterate),
+    }
+
+
+class Adam(tf.Module):
+    """Adam (PyTorch's update form) over a list of plain ``tf.Variable``s; state is variables."""
+
+    def __init__(self, variables, lr, beta1=0.9, beta2=0.999, eps=1e-5):
+        super().__init__(name="adam")
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m = [tf.Variable(tf.zeros_like(v), name="m") for v in variables]
+        self.v = [tf.Variable(tf.zeros_like(v), name="v") for v in variables]
+        self.t = tf.Variable(0.0, name="t")
+
+    def apply(self, grads, variables):
+        self.t.assign_add(1.0)
+        b1, b2 = self.beta1, self.beta2
+        step = self.lr / (1.0 - b1**self.t)
+        denom_scale = tf.sqrt(1.0 - b2**self.t)
+        for g, m, v, var in zip(grads, self.m, self.v, variables, strict=True):
+            m.assign(b1 * m + (1.0 - b1) * g)
+            v.assign(b2 * v + (1.0 - b2) * tf.square(g))
+            var.assign_sub(step * m / (tf.sqrt(v) / denom_scale + self.eps))
+
+    @property
+    def state(self):
+        return [*self.m, *self.v, self.t]
+
+
