@@ -43,6 +43,8 @@ _HYPERPARAMETERS = [
     ("--value-epochs", "value_epochs", int, "value-function epochs per update"),
     ("--value-batch-size", "value_batch_size", int, "value-function minibatch size"),
     ("--log-std-init", "log_std_init", float, "initial log-std (Box actions)"),
+    ("--exact-fisher-max-params", "exact_fisher_max_params", int,
+     "largest policy (parameters) for which --exact-fisher builds F"),
 ]
 
 
@@ -66,6 +68,12 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         choices=FVP_DTYPES,
         default=None,
         help="precision of the Fisher-vector products and CG (float32)",
+    )
+    parser.add_argument(
+        "--exact-fisher", action=argparse.BooleanOptionalAction, default=None,
+        help="every update, build the Fisher in float64 and compare CG with the exact natural "
+        "gradient: adds cg_exact_errors, cg_exact_cosines, fisher_eigenvalues, … to --metrics "
+        "(about a second per update for a 64×64 CartPole policy)",
     )
     parser.add_argument("--normalize-obs", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--normalize-reward", action=argparse.BooleanOptionalAction, default=None)
@@ -104,7 +112,9 @@ def config_from_args(args) -> TRPOConfig:
         for flag, field, _, _ in _HYPERPARAMETERS
         if getattr(args, flag[2:].replace("-", "_")) is not None
     }
-    for name in ("activation", "hvp_mode", "fvp_dtype", "normalize_obs", "normalize_reward"):
+    for name in (
+        "activation", "hvp_mode", "fvp_dtype", "normalize_obs", "normalize_reward", "exact_fisher",
+    ):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.steps is not None:
@@ -254,6 +264,10 @@ TENSORBOARD_SCALARS = {
     "policy/entropy": lambda r: r.entropy,
     "value/explained_variance": lambda r: r.explained_variance,
     "value/loss": lambda r: r.value_loss,
+    "exact/cg_error": lambda r: r.cg_exact_errors[-1] if r.cg_exact_errors else None,
+    "exact/step_cosine": lambda r: r.exact_step_cosine,
+    "exact/improvement": lambda r: r.exact_improvement,
+    "fisher/condition_damped": lambda r: r.fisher_condition_damped,
 }
 
 

@@ -18,6 +18,9 @@ CLASSIC_CONTROL_ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCar
 MUJOCO_ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Swimmer-v5")
 HVP_MODES = ("reverse", "forward")
 FVP_DTYPES = ("float32", "float64")
+# Policies up to this many parameters may build the exact Fisher (float64: n² · 8 bytes at
+# most, 7.2 GB here; the factor form needs (batch · components) · n · 8 bytes when smaller).
+MAX_EXACT_FISHER_PARAMS = 30_000
 
 
 @dataclass
@@ -57,6 +60,12 @@ class TRPOConfig:
     # Hessian on float64 copies of the (float32) policy parameters, for a solve that is
     # not limited by float32 rounding; the rollout, surrogate and line search stay float32.
     fvp_dtype: str = "float32"
+    # Exact natural gradient beside CG (trpo_viz.trpo.fisher): for policies with at most
+    # exact_fisher_max_params parameters, build F in float64 on the FVP's states every
+    # update, solve (F + λI)s* = g exactly and record CG's error per iteration, the exact
+    # TRPO step's gain and F's eigenvalues. A diagnostic: it changes no update.
+    exact_fisher: bool = False
+    exact_fisher_max_params: int = 20_000
     # Value function: Adam on the squared error to the GAE returns.
     value_lr: float = 1e-3
     value_epochs: int = 10
@@ -104,6 +113,11 @@ class TRPOConfig:
             raise ValueError(f"fvp_subsample must lie in (0, 1], got {self.fvp_subsample}")
         if not self.cg_rtol >= 0:
             raise ValueError(f"cg_rtol must be non-negative, got {self.cg_rtol}")
+        if not 1 <= self.exact_fisher_max_params <= MAX_EXACT_FISHER_PARAMS:
+            raise ValueError(
+                f"exact_fisher_max_params must lie in [1, {MAX_EXACT_FISHER_PARAMS}], "
+                f"got {self.exact_fisher_max_params}"
+            )
         if self.fvp_dtype not in FVP_DTYPES:
             raise ValueError(f"fvp_dtype must be one of {FVP_DTYPES}, got {self.fvp_dtype!r}")
         if self.hvp_mode not in HVP_MODES:

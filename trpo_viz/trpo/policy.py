@@ -109,6 +109,27 @@ class Categorical:
         log_p = tf.nn.log_softmax(logits)
         return -tf.reduce_sum(tf.exp(log_p) * log_p, axis=-1)
 
+    @staticmethod
+    def whiten(old_logits, new_logits):
+        """u [.., k−1] with Jᵀ M J = (∂u/∂θ)ᵀ(∂u/∂θ), M = diag(p) − ppᵀ, p = softmax(old_logits).
+
+        M is the KL's Hessian in logit space at z = z_old (the softmax's Fisher metric). It
+        has rank k − 1 (M·1 = 0: adding a constant to every logit changes nothing), so u
+        has k − 1 components: in the reduced logits z'_i = z_i − z_k (i < k) the metric is
+        M' = diag(p') − p'p'ᵀ, p' = p_{1…k−1}, and M' = (S D)ᵀ(S D) with D = diag(√p'),
+        S = I − c √p'√p'ᵀ, c = 1/(1 + √p_k) (S² = I − √p'√p'ᵀ since ‖√p'‖² = 1 − p_k). So
+
+            u_i = √p_i (z'_i − c · p'ᵀz'),   i = 1 … k−1,
+
+        with p (and c) held at π_old. For k = 2: u = √(p_1 p_2)·(z_1 − z_2).
+        """
+        p = tf.nn.softmax(old_logits)
+        reduced = new_logits[..., :-1] - new_logits[..., -1:]  # z'
+        p_rest, p_last = p[..., :-1], p[..., -1:]
+        c = 1.0 / (1.0 + tf.sqrt(p_last))
+        centred = reduced - c * tf.reduce_sum(p_rest * reduced, axis=-1, keepdims=True)
+        return tf.sqrt(p_rest) * centred
+
 
 class DiagGaussian:
     """π(a|s) = N(mean(s), diag(exp(log_std))²); distribution parameters are [mean, log_std]."""
@@ -142,6 +163,16 @@ class DiagGaussian:
     def entropy(params):
         _, log_std = DiagGaussian.split(params)
         return tf.reduce_sum(log_std + 0.5 * math.log(2 * math.pi * math.e), axis=-1)
+
+    @staticmethod
+    def whiten(old_params, new_params):
+        """u = [μ / σ_old, √2 · log σ]: M = diag(σ_old⁻², 2) is the KL's Hessian in (μ, log σ).
+
+        (∂²KL/∂μ² = 1/σ², ∂²KL/∂(log σ)² = 2 and no cross term at π = π_old.)
+        """
+        _, old_log_std = DiagGaussian.split(old_params)
+        mean, log_std = DiagGaussian.split(new_params)
+        return tf.concat([mean * tf.exp(-old_log_std), math.sqrt(2.0) * log_std], axis=-1)
 
 
 # --- policies ---------------------------------------------------------------------------------

@@ -13,7 +13,38 @@ WALL_TIME_FIELDS = (
     "wall_fvp_cg_s",
     "wall_line_search_s",
     "wall_value_fit_s",
+    "wall_exact_fisher_s",
     "wall_s",
+)
+# Lists of numbers where NaN/±Inf are saved as null and read back as NaN.
+NUMBER_LISTS = (
+    "cg_residuals",
+    "cg_curvatures",
+    "cg_orthogonality",
+    "cg_ritz_values",
+    "cg_exact_errors",
+    "cg_exact_errors_fnorm",
+    "fisher_eigenvalues",
+)
+EXACT_FISHER_STATUSES = ("", "computed", "too_large", "singular", "non_finite")
+# Written to the --metrics line of an update whose exact Fisher was asked for.
+EXACT_METRICS = (
+    "exact_fisher_status",
+    "cg_exact_errors",
+    "cg_exact_errors_fnorm",
+    "cg_exact_cosines",
+    "exact_step_cosine",
+    "exact_expected_improvement",
+    "exact_full_step_improvement",
+    "exact_full_step_kl",
+    "exact_improvement",
+    "exact_kl",
+    "exact_step_fraction",
+    "fisher_eigenvalues",
+    "fisher_eigenvalue_floor",
+    "fisher_rank",
+    "fisher_condition",
+    "fisher_condition_damped",
 )
 
 
@@ -68,6 +99,34 @@ class UpdateRecord:
     # max_{j<k} |cos(r_j, r_k)| per iteration (0 in exact CG; see trpo_viz.trpo.numerics)
     cg_orthogonality: list[float] = field(default_factory=list)
     cg_rounding_floor: float | None = None  # ε(‖g‖ + ‖F+λI‖·max‖x_k‖): below is rounding
+    # Eigenvalues of CG's tridiagonal T_k (from its α, β; ascending): Ritz values of F + λI.
+    cg_ritz_values: list[float] = field(default_factory=list)
+    # The exact natural gradient (config.exact_fisher; trpo_viz.trpo.fisher), F built in
+    # float64 on the FVP's states, s* = (F + λI)⁻¹ g. Status "" (not asked for),
+    # "computed", "too_large" (more parameters than exact_fisher_max_params), "singular"
+    # (F + λI not invertible) or "non_finite" (g or F not finite); lists empty unless computed.
+    exact_fisher_status: str = ""
+    # Per CG iterate x_k, k = 0 … cg_iterations: ‖x_k − s*‖/‖s*‖, the same in the
+    # (F+λI)-norm, and cos(x_k, s*) (None at k = 0, where x_0 = 0).
+    cg_exact_errors: list[float] = field(default_factory=list)
+    cg_exact_errors_fnorm: list[float] = field(default_factory=list)
+    cg_exact_cosines: list[float | None] = field(default_factory=list)
+    exact_step_cosine: float | None = None  # cos(step direction, s*)
+    # Exact TRPO: Δ* = √(2δ / s*ᵀ(F+λI)s*)·s*, the same line search (KL ≤ δ, improvement > 0).
+    exact_expected_improvement: float | None = None  # gᵀΔ*
+    exact_full_step_improvement: float | None = None  # L(θ_old + Δ*) − L(θ_old)
+    exact_full_step_kl: float | None = None  # mean KL at θ_old + Δ*
+    exact_improvement: float | None = None  # of the candidate exact TRPO accepts (0: none)
+    exact_kl: float | None = None  # its mean KL (0 when none is accepted)
+    exact_step_fraction: float | None = None  # its fraction of Δ* (0 when none is accepted)
+    # F's eigenvalues, ascending (undamped; |λ_i| ≤ fisher_eigenvalue_floor recorded as 0:
+    # rounding of F's zero eigenvalues), its numerical rank, κ(F) (None when singular)
+    # and κ(F + λI).
+    fisher_eigenvalues: list[float] = field(default_factory=list)
+    fisher_eigenvalue_floor: float | None = None
+    fisher_rank: int | None = None
+    fisher_condition: float | None = None
+    fisher_condition_damped: float | None = None
     # Policy and value function.
     entropy: float = 0.0  # mean entropy of π_old on the batch
     value_loss: float = 0.0  # mean squared error after fitting (last epoch)
@@ -79,6 +138,7 @@ class UpdateRecord:
     wall_fvp_cg_s: float = 0.0
     wall_line_search_s: float = 0.0
     wall_value_fit_s: float = 0.0
+    wall_exact_fisher_s: float = 0.0  # building F, solving, its spectrum (0 if not asked)
     wall_s: float = 0.0
 
     @property
@@ -101,7 +161,7 @@ class UpdateRecord:
         for f in dataclasses.fields(cls):
             if f.type == "float" and f.name in values:
                 values[f.name] = _nan_if_none(values[f.name])
-        for name in ("cg_residuals", "cg_curvatures", "cg_orthogonality"):
+        for name in NUMBER_LISTS:
             if name in values:
                 values[name] = [_nan_if_none(v) for v in values[name]]
         return cls(**values)
@@ -131,7 +191,13 @@ class UpdateRecord:
                 "entropy": self.entropy,
                 "value_loss": self.value_loss,
                 "explained_variance": self.explained_variance,
+                "cg_ritz_values": self.cg_ritz_values,
                 **{name: getattr(self, name) for name in WALL_TIME_FIELDS},
+                **(
+                    {name: getattr(self, name) for name in EXACT_METRICS}
+                    if self.exact_fisher_status
+                    else {}
+                ),
             }
         )
 

@@ -16,6 +16,7 @@ are numbered from 1 in messages, as on the page.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 
@@ -37,8 +38,8 @@ from trpo_viz.trpo.archive import (
     show,
     text,
 )
-from trpo_viz.trpo.config import TRPOConfig
-from trpo_viz.trpo.record import UpdateRecord
+from trpo_viz.trpo.config import MAX_EXACT_FISHER_PARAMS, TRPOConfig
+from trpo_viz.trpo.record import EXACT_FISHER_STATUSES, UpdateRecord
 
 MAX_RECORDS = 100_000
 MAX_EPISODES = 100_000  # finished episodes listed in one update
@@ -149,6 +150,45 @@ RECORD_FIELDS = {
     "wall_value_fit_s": finite(lo=0.0),
     "wall_s": finite(lo=0.0),
 }
+
+
+def optional_number(value, where, field):
+    """A number or null; null (and a non-finite number) is None: "undefined" (a cosine at
+    x = 0), kept apart from NaN."""
+    if value is None:
+        return None
+    x = nullable(value, where, field)
+    return x if math.isfinite(x) else None
+
+
+def optional(check):
+    """``check``, or null for "not recorded"."""
+    return lambda value, where, field: None if value is None else check(value, where, field)
+
+
+def one_of(choices: tuple[str, ...]):
+    def check(value, where, field):
+        if value not in choices:
+            names = ", ".join(repr(c) for c in choices)
+            refuse(where, f"field {field!r} must be one of {names}, got {show(value)}")
+        return value
+
+    return check
+
+
+# Fields added since the first format with a rule of their own (the others are checked by
+# their annotation); absent ones take the dataclass default.
+OPTIONAL_RECORD_FIELDS = {
+    "cg_ritz_values": list_of(nullable, MAX_CG_ITERATIONS),  # ≤ cg_iterations entries
+    "exact_fisher_status": one_of(EXACT_FISHER_STATUSES),
+    "cg_exact_errors": list_of(nullable, MAX_CG_ITERATIONS + 1),  # 0 or cg_iterations + 1
+    "cg_exact_errors_fnorm": list_of(nullable, MAX_CG_ITERATIONS + 1),  # as cg_exact_errors
+    "cg_exact_cosines": list_of(optional_number, MAX_CG_ITERATIONS + 1),  # as cg_exact_errors
+    "fisher_eigenvalues": list_of(nullable, MAX_EXACT_FISHER_PARAMS),  # finite, ascending
+    "fisher_rank": optional(integer(0, MAX_EXACT_FISHER_PARAMS)),
+    "fisher_eigenvalue_floor": optional(finite(lo=0.0)),
+    "wall_exact_fisher_s": finite(lo=0.0),
+}
 CANDIDATE_FIELDS = {
     "fraction": finite(0.0, 1.0, positive=True),  # shrink^j: on the figure's log axis
     "kl": nullable,
@@ -186,8 +226,9 @@ def parse_record(item, update: int, where: str | None = None) -> UpdateRecord:
 
 def _record_rules() -> dict:
     """A check per UpdateRecord field: the explicit rule, or one from its annotation."""
+    explicit = RECORD_FIELDS | OPTIONAL_RECORD_FIELDS
     return {
-        f.name: RECORD_FIELDS.get(f.name, by_annotation(f.type))
+        f.name: explicit.get(f.name, by_annotation(f.type))
         for f in dataclasses.fields(UpdateRecord)
     }
 
@@ -240,7 +281,32 @@ def _record(item, index: int, rules: dict, where: str) -> UpdateRecord:
         )
     if len(values["episode_lengths"]) != len(values["episode_returns"]):
         refuse(where, "fields 'episode_returns' and 'episode_lengths' differ in length")
+    if len(values.get("cg_ritz_values", ())) > k:
+        refuse(where, f"field 'cg_ritz_values' must have at most cg_iterations = {k} entries")
+    _check_exact_fields(values, k, where)
     return UpdateRecord.from_dict(values)
+
+
+def _check_exact_fields(values: dict, k: int, where: str) -> None:
+    """The exact-Fisher lists: present exactly when computed, one entry per CG iterate."""
+    computed = values.get("exact_fisher_status") == "computed"
+    errors = values.get("cg_exact_errors", [])
+    for name in ("cg_exact_errors", "cg_exact_errors_fnorm", "cg_exact_cosines"):
+        entries = len(values.get(name, []))
+        if entries != (k + 1 if computed else 0):
+            expected = f"cg_iterations + 1 = {k + 1}" if computed else "no"
+            refuse(where, f"field {name!r} must have {expected} entries, got {entries}")
+    if computed and values["cg_exact_cosines"][0] is not None:
+        refuse(where, "field 'cg_exact_cosines' must start with null (x_0 = 0 has no direction)")
+    if any(e < 0 for e in errors):
+        refuse(where, "field 'cg_exact_errors' must hold non-negative numbers")
+    eigenvalues = np.asarray(values.get("fisher_eigenvalues", []), np.float64)
+    if eigenvalues.size and not computed:
+        refuse(where, "field 'fisher_eigenvalues' is set but the exact Fisher was not computed")
+    if eigenvalues.size and not (
+        np.all(np.isfinite(eigenvalues)) and np.all(np.diff(eigenvalues) >= 0)
+    ):
+        refuse(where, "field 'fisher_eigenvalues' must be finite numbers in ascending order")
 
 
 def _candidates(value, where: str) -> list[dict]:

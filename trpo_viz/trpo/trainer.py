@@ -18,7 +18,11 @@ One call of :meth:`TRPOTrainer.step` is one update:
 7. ``fit_value``  value_epochs epochs of Adam on minibatches of (V(s_t) − R̂_t)²,
    with targets R̂ = Â (unnormalised) + V_old(s).
 
-Every quantity is recorded in an :class:`~trpo_viz.trpo.record.UpdateRecord`.
+Every quantity is recorded in an :class:`~trpo_viz.trpo.record.UpdateRecord`, with the
+Ritz values of F + λI from CG's α, β. With ``config.exact_fisher`` each update also builds
+F explicitly at θ_old (:mod:`~trpo_viz.trpo.fisher`) and records CG's distance from the
+exact s* = (F + λI)⁻¹ g per iteration, exact TRPO's step and F's eigenvalues; it changes
+nothing in the update itself.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import numpy as np
 import tensorflow as tf
 
 from trpo_viz.cg import CGResult, dot
+from trpo_viz.hvp import num_parameters
 from trpo_viz.trpo.config import TRPOConfig
+from trpo_viz.trpo.fisher import ExactFisher, compare_with_exact, final_ritz_values
 from trpo_viz.trpo.numerics import explained_variance, relative_variance
 from trpo_viz.trpo.persistence import TrainerPersistence
 from trpo_viz.trpo.pictures import TrainerPictures
@@ -98,6 +104,12 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         self._last: dict | None = None  # the last update's batch and step, for the slice
         self._sync_numpy_policy()
         self._compile()
+        # The exact Fisher beside CG (a diagnostic), for policies small enough to afford it.
+        self._exact = None
+        if config.exact_fisher and num_parameters(self.policy.params) <= (
+            config.exact_fisher_max_params
+        ):
+            self._exact = ExactFisher(self.policy)
 
     # --- compiled pieces ---
 
@@ -250,10 +262,11 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         old_dist, old_log_prob = prep["old_dist"], prep["old_log_prob"]
 
         # 3-5. policy gradient, natural-gradient direction by CG, step size
-        fvp_obs, fvp_old_dist = obs, old_dist
+        fvp_obs, fvp_old_dist, fvp_index = obs, old_dist, None
         if cfg.fvp_subsample < 1.0:
             m = max(1, int(round(cfg.fvp_subsample * n)))
-            idx = tf.constant(np.sort(self.rng.choice(n, m, replace=False)))
+            fvp_index = np.sort(self.rng.choice(n, m, replace=False))
+            idx = tf.constant(fvp_index)
             fvp_obs, fvp_old_dist = tf.gather(obs, idx), tf.gather(old_dist, idx)
         out = self._natural_gradient(obs, actions, advantages, old_log_prob, fvp_obs, fvp_old_dist)
         cg = CGResult.from_tensors(out)
@@ -279,10 +292,20 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         accepted_index = None
         if np.all(np.isfinite(full_step)) and np.isfinite(surrogate_before):
             accepted_index = first_acceptable(kls[1:], improvements, cfg.max_kl)
+        t_line_search = time.perf_counter()
+
+        # 6b. the exact natural gradient beside CG, at θ_old (a diagnostic: changes nothing)
+        exact = {}
+        if cfg.exact_fisher:
+            exact = self._compare_with_exact(
+                theta_old, fvp_obs, g, cg, cg.x, fractions,
+                (obs, actions, advantages, old_log_prob, old_dist),
+            )  # fmt: skip
+        t_exact = time.perf_counter()
+
         if accepted_index is not None:
             set_flat(self.policy.params, thetas[accepted_index + 1])
             self._sync_numpy_policy()
-        t_line_search = time.perf_counter()
 
         # 7. value function
         returns_t = tf.constant(returns)
@@ -300,6 +323,7 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
             theta_old=theta_old,
             full_step=full_step,
             direction=cg.x,  # s, in the FVP/CG dtype
+            fvp_index=fvp_index,  # the states of the FVP subsample (None: the whole batch)
             g=g,
             damping=cfg.cg_damping,
             fractions=fractions,
@@ -348,6 +372,8 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
             cg_true_residual=cg.true_residual_norm,
             cg_dtype=cfg.fvp_dtype,
             **cg_diagnostics(cg, float(np.linalg.norm(g)), cfg.fvp_dtype),
+            cg_ritz_values=final_ritz_values(cg.alphas, cg.betas),
+            **exact,
             entropy=float(prep["entropy"]),
             value_loss=value_loss,
             value_loss_before=value_loss_before,
@@ -356,7 +382,8 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
             wall_rollout_s=t_rollout - t_start,
             wall_fvp_cg_s=t_cg - t_rollout,
             wall_line_search_s=t_line_search - t_cg,
-            wall_value_fit_s=t_end - t_line_search,
+            wall_value_fit_s=t_end - t_exact,
+            wall_exact_fisher_s=t_exact - t_line_search,
             wall_s=t_end - t_start,
         )
         self.records.append(record)
@@ -372,6 +399,22 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         ]
         return np.concatenate(rows) if rows else np.zeros((0, mb), np.int64)
 
+    def _compare_with_exact(self, theta_old, fvp_obs, g, cg, direction, fractions, batch) -> dict:
+        """The record's exact-Fisher fields (:func:`~trpo_viz.trpo.fisher.compare_with_exact`)."""
+        if self._exact is None:
+            return {"exact_fisher_status": "too_large"}
+
+        def evaluate(steps):  # with θ_old as row 0, the same shape as the line search's call
+            thetas = np.concatenate([theta_old[None], theta_old + steps]).astype(np.float32)
+            surrogates, kls = (t.numpy().astype(float) for t in self._evaluate(thetas, *batch))
+            return surrogates[1:] - surrogates[0], kls[1:]
+
+        iterates = cg.iterates if cg is not None else np.zeros((1, len(g)))
+        return compare_with_exact(
+            self._exact.compute(fvp_obs.numpy()), self.config.cg_damping, g, iterates,
+            direction, self.config.max_kl, fractions, evaluate,
+        )  # fmt: skip
+
     def close(self) -> None:
         """Close the environments and drop the compiled functions (the trainer cannot step again).
 
@@ -384,3 +427,5 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         self._prepare = self._natural_gradient = self._evaluate = None
         self._fit_value = self._value_loss = None
         self._last = None
+        if self._exact is not None:
+            self._exact.close()
