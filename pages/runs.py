@@ -5,6 +5,7 @@ server's run registry; it owns no run. State: ``runs_selected`` (the chosen run 
 and ``runs_message`` (the last action's outcome, shown once).
 """
 
+import functools
 import html
 
 import pandas as pd
@@ -16,8 +17,9 @@ if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy p
     st.rerun()  # before the heavy imports below: the real app appears at once
 
 from trpo_viz.runs.archive import export_run, import_run
+from trpo_viz.runs.html import stored_run_html
 from trpo_viz.runs.registry import shared_registry
-from trpo_viz.runs.store import StoreError, default_db_path
+from trpo_viz.runs.store import RunStore, StoreError, default_db_path
 from trpo_viz.trpo.live import MAX_UPLOAD_BYTES
 
 st.session_state.setdefault("runs_message", None)
@@ -36,6 +38,12 @@ def registry():
 def plain(text: str) -> str:
     """User-derived text for Markdown: escaped, so names and messages show as typed."""
     return html.escape(str(text)).replace("*", "\\*").replace("_", "\\_").replace("`", "\\`")
+
+
+def run_zip(db_path: str, run_id: str) -> bytes:
+    """The run's archive, built on click in a server thread: on a connection of its own."""
+    with RunStore(db_path, readonly=True) as store:
+        return export_run(store, run_id)
 
 
 def rename(run_id: str) -> None:
@@ -106,10 +114,23 @@ else:
         left.text_input("Name", info.name, max_chars=80, key=f"runs_name_{info.id}")
         left.button("Rename", on_click=rename, args=(info.id,))
         with right:
-            st.download_button("Download (.zip)", lambda: export_run(registry().store, info.id),
-                               file_name=f"trpo-{info.env_id}-{info.id}.zip",
-                               mime="application/zip", on_click="ignore",
-                               icon=":material/download:")
+            # Built on click; each partial holds the store's path and the run id, not the
+            # page's globals.
+            db_path = str(registry().db_path)
+            zip_column, html_column = st.columns(2)
+            zip_column.download_button(
+                "Download (.zip)", functools.partial(run_zip, db_path, info.id),
+                file_name=f"trpo-{info.env_id}-{info.id}.zip", mime="application/zip",
+                on_click="ignore", icon=":material/download:",
+                help="The run as a file to import here or elsewhere: its records, slices "
+                     "and, when stored, the trainer state to continue from.")
+            html_column.download_button(
+                "Download for slides (.html)", functools.partial(stored_run_html, db_path, info.id),
+                file_name=f"trpo-{info.env_id}-{info.id}.html", mime="text/html",
+                on_click="ignore", icon=":material/slideshow:",
+                help="One self-contained HTML file that opens offline, without Python: the "
+                     "learning curve and every update's CG residuals, line search and "
+                     "trust-region slice, with a slider.")
             confirm = st.checkbox(f"Yes, delete “{plain(info.name)}” and its {info.updates} "
                                   "stored updates", key=f"runs_confirm_{info.id}")
             st.button("Delete", icon=":material/delete:", disabled=not confirm,

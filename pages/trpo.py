@@ -16,6 +16,7 @@ Session state:
   trpo_touched  when this session last told the store it is watching (monotonic seconds)
 """
 
+import functools
 import string
 import time
 
@@ -27,6 +28,7 @@ if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy p
     st.rerun()  # before the heavy imports below: the real app appears at once
 
 from trpo_viz.figures import trpo as figures
+from trpo_viz.runs.html import stored_run_html
 from trpo_viz.runs.registry import shared_registry
 from trpo_viz.runs.store import ACTIVE, StoreError, default_db_path
 from trpo_viz.runs.validate import slice_from_npz
@@ -307,6 +309,18 @@ if not follow:
                              "New run, then Start, to apply it."))
 elif info is not None:
     st.caption("Following a run: this view is read-only and updates as the run trains.")
+if info is not None:  # outside the ticking fragment: the button keeps its callable
+    st.download_button(
+        "Download for slides (.html)",
+        # built on click from the updates stored by then; the partial holds two strings,
+        # not the page's globals
+        functools.partial(stored_run_html, str(registry().db_path), info.id),
+        file_name=f"trpo-{info.env_id}-{info.id}.html", mime="text/html", on_click="ignore",
+        icon=":material/slideshow:",
+        help="One self-contained HTML file that opens offline, without Python: the learning "
+             "curve and every update's CG residuals, line search and trust-region slice, "
+             "with a slider. It holds the updates stored when you click.",
+    )
 
 
 # ---- The run, redrawn at the page's own pace -----------------------------------------------

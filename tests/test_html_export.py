@@ -380,6 +380,84 @@ def test_export_html_refuses_a_damaged_store(stored, damage):
             run_export.export_html(store, run_id)
 
 
+def test_export_html_reads_one_snapshot_while_a_worker_appends(stored, monkeypatch):
+    """An update committed between reading the records and the slices is not half-seen.
+
+    Its slice without its record would look like a damaged store; read in one snapshot,
+    the export holds exactly the updates committed before it began."""
+    from trpo_viz.runs.store import RunStore
+    from trpo_viz.runs.validate import slice_to_npz
+
+    path, run_id, records = stored
+    extra = synthetic_record(len(records), np.random.default_rng(7))
+    plane = slice_to_npz(synthetic_slice(extra, np.random.default_rng(8)))
+    read_records = RunStore.records
+
+    def records_then_a_worker_appends(store, *args, **kwargs):
+        out = read_records(store, *args, **kwargs)
+        with RunStore(path) as worker:  # the worker's own connection commits one update
+            worker.append_update(run_id, extra, plane, None)
+        return out
+
+    monkeypatch.setattr(RunStore, "records", records_then_a_worker_appends)
+    with RunStore(path, readonly=True) as store:
+        document = run_export.export_html(store, run_id)
+        assert not store.db.in_transaction  # the snapshot is released
+    data = page_data(document)
+    assert [u["label"] for u in data["updates"]] == [r.update + 1 for r in records]
+    monkeypatch.setattr(RunStore, "records", read_records)
+    after = run_export.stored_run_html(path, run_id)  # a connection of its own
+    assert len(page_data(after)["updates"]) == len(records) + 1
+
+
+def test_stored_run_html_refuses_an_unknown_run_or_store(stored, tmp_path):
+    from trpo_viz.runs.store import StoreError
+
+    path, _, _ = stored
+    with pytest.raises(StoreError, match="no run"):
+        run_export.stored_run_html(path, "zzzzzzzzzz")
+    with pytest.raises(StoreError, match="no run store"):
+        run_export.stored_run_html(tmp_path / "absent.sqlite3", "zzzzzzzzzz")
+
+
+# ----------------------------------------------------------------------------- page downloads
+
+
+def capture_downloads(monkeypatch) -> dict:
+    """Record each download button's deferred callable, by the file id its proto carries.
+
+    AppTest's runtime drops its media file manager after every run, so the callable a
+    button registered is caught on its way in: ``{file id: (callable, mime, file name)}``.
+    """
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    made: dict = {}
+    register = MediaFileManager.add_deferred
+
+    def add_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        file_id = register(self, data_callable, mimetype, coordinates, file_name, **kwargs)
+        made[file_id] = (data_callable, mimetype, file_name)
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    return made
+
+
+def download(at, made: dict, label: str):
+    """Click-time contents of the page's download button ``label``, with its mime and name."""
+    (proto,) = [b.proto for b in at.get("download_button") if b.proto.label == label]
+    assert proto.deferred_file_id, f"{label!r} is not built on click"
+    data_callable, mime, file_name = made[proto.deferred_file_id]
+    return data_callable(), mime, file_name
+
+
+def check_run_download(document: str, name: str, updates: int) -> None:
+    """A page's run download: the self-contained replay of that run and its updates."""
+    check_self_contained(document)
+    assert f"<h1>{html.escape(name)}</h1>" in document
+    assert len(page_data(document)["updates"]) == updates
+
+
 def runs_cli(*argv) -> int:
     from trpo_viz.runs.command import add_runs_parser, run_runs
 

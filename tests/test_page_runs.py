@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.test_html_export import capture_downloads, check_run_download, download
 from trpo_viz.runs import registry as registry_module
 from trpo_viz.runs.archive import export_run
 from trpo_viz.runs.store import RunStore
@@ -69,6 +70,22 @@ def test_an_exported_run_imports_into_another_store(home, tmp_path_factory):
     with RunStore(home / "runs.sqlite3") as store:
         data = export_run(store, run_id)
     assert data[:2] == b"PK"
+
+
+def test_a_chosen_run_downloads_as_zip_and_as_html_for_slides(home, monkeypatch):
+    run_id = trained_run(home, "<i>for the talk</i>")
+    made = capture_downloads(monkeypatch)
+    at = new_page().run()
+    at.selectbox(key="runs_selected").select(run_id).run()
+    assert not at.exception
+    archive, mime, file_name = download(at, made, "Download (.zip)")
+    assert (archive[:2], mime, file_name) == (b"PK", "application/zip",
+                                              f"trpo-CartPole-v1-{run_id}.zip")
+    with RunStore(home / "runs.sqlite3") as store:
+        assert archive == export_run(store, run_id)
+    document, mime, file_name = download(at, made, "Download for slides (.html)")
+    assert (mime, file_name) == ("text/html", f"trpo-CartPole-v1-{run_id}.html")
+    check_run_download(document, "<i>for the talk</i>", 2)
 
 
 def test_rename_and_delete_after_confirmation(home):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.test_html_export import capture_downloads, check_run_download, download
 from trpo_viz.runs import registry as registry_module
 from trpo_viz.runs.store import RunStore, default_db_path
 from trpo_viz.runs.worker import LoopSettings, train_loop
@@ -126,6 +127,19 @@ def test_a_follow_link_is_read_only(stepped):
     assert not labels & {"Start", "Resume", "Pause", "Step", "Stop", "New run"}
     assert not at.number_input and not at.selectbox  # no settings
     assert any("read-only" in c for c in captions(at))
+
+
+@pytest.mark.parametrize("query", [{}, {"follow": "1"}], ids=["owner", "follower"])
+def test_the_run_downloads_for_slides_as_one_html_file(stepped, query, monkeypatch):
+    _, run_id = stepped
+    made = capture_downloads(monkeypatch)
+    at = new_page({"run": run_id, **query}).run()
+    assert not at.exception
+    document, mime, file_name = download(at, made, "Download for slides (.html)")
+    assert (mime, file_name) == ("text/html", f"trpo-CartPole-v1-{run_id}.html")
+    with RunStore(default_db_path()) as store:
+        info = store.run(run_id)
+    check_run_download(document, info.name, info.updates)
 
 
 def test_a_second_step_advances(stepped):

@@ -1,16 +1,20 @@
 """Runs outlive their tabs and their server: followers watch a run train, a restart keeps it.
 
+A follower downloads the run for slides: one self-contained HTML file of every stored update.
+
 (The run library page is covered by tests/test_page_runs.py.)
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from tests.browser.conftest import running_server
 from tests.browser.support import new_tab, timeout_ms
+from tests.test_html_export import check_run_download
 
 pytestmark = pytest.mark.browser
 
@@ -75,6 +79,12 @@ def test_a_follower_watches_the_run_train_and_a_restart_keeps_it(browser, screen
         stored = pause(page)
         follower.get_by_text(re.compile(rf"Update {stored} of {stored} · .*paused")).first \
             .wait_for(timeout=timeout_ms(60))
+        # The follower's download for slides: the run as stored now, built on click.
+        with follower.expect_download(timeout=timeout_ms(60)) as download:
+            follower.get_by_role("button", name="Download for slides (.html)").click()
+        assert download.value.suggested_filename == f"trpo-CartPole-v1-{run_id}.html"
+        check_run_download(Path(download.value.path()).read_text(encoding="utf-8"),
+                           "CartPole-v1 seed 0", stored)
         other.close()
     # A new server process: the run is in the library and opens with all its updates.
     with running_server("streamlit-runs-2.log") as url:

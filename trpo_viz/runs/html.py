@@ -16,6 +16,7 @@ show every update.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import math
@@ -30,20 +31,52 @@ PLAY_MS = 700  # Play: one update per this many milliseconds
 
 
 def export_html(store, run_id: str) -> str:
-    """The stored run ``run_id`` as one HTML document (:class:`StoreError` if unknown/damaged)."""
+    """The stored run ``run_id`` as one HTML document (:class:`StoreError` if unknown/damaged).
+
+    The run's row, records and slices are read in one read transaction (one snapshot of
+    the database), so a worker appending updates meanwhile cannot make a slice appear
+    without its record; ``store`` must be a connection no other thread uses meanwhile.
+    """
     from trpo_viz.runs.schema import StoreError
     from trpo_viz.runs.validate import slice_from_npz
 
-    info = store.run(run_id)
-    records = store.records(run_id)
+    with _snapshot(store.db):
+        info = store.run(run_id)
+        records = store.records(run_id)
+        stored_slices = store.slices(run_id)
     by_update = {record.update: record for record in records}
     slices = {}
-    for update, data in store.slices(run_id).items():
+    for update, data in stored_slices.items():
         if update not in by_update:  # written with its record in one transaction
             raise StoreError(f"the run store is damaged: the slice of update {update + 1} "
                              "has no record")
         slices[update] = slice_from_npz(data, by_update[update])
     return run_html(info.name, json.loads(info.config_json), records, slices)
+
+
+def stored_run_html(db_path, run_id: str) -> str:
+    """:func:`export_html` on a read-only connection of its own to the store at ``db_path``.
+
+    For a page's download, built on click in a thread of the server's pool: it shares no
+    connection with the page's script threads, and holds nothing of the page.
+    """
+    from trpo_viz.runs.store import RunStore
+
+    with RunStore(db_path, readonly=True) as store:
+        return export_html(store, run_id)
+
+
+@contextlib.contextmanager
+def _snapshot(db):
+    """One read transaction on the SQLite connection ``db`` (autocommit mode), if none is open."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("ROLLBACK")  # nothing was written: ending the read releases the snapshot
 
 
 def replayed_indices(count: int, limit: int) -> list[int]:
