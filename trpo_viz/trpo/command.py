@@ -20,6 +20,7 @@ from trpo_viz.trpo.config import (
     available_envs,
     default_config,
 )
+from trpo_viz.trpo.variants import VARIANTS
 
 
 class TrainUsageError(ValueError):
@@ -43,6 +44,7 @@ _HYPERPARAMETERS = [
     ("--value-epochs", "value_epochs", int, "value-function epochs per update"),
     ("--value-batch-size", "value_batch_size", int, "value-function minibatch size"),
     ("--log-std-init", "log_std_init", float, "initial log-std (Box actions)"),
+    ("--pg-lr", "pg_lr", float, "vanilla-pg's learning rate (only --variant vanilla-pg)"),
     ("--exact-fisher-max-params", "exact_fisher_max_params", int,
      "largest policy (parameters) for which --exact-fisher builds F"),
 ]
@@ -63,6 +65,12 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--hidden", default=None, help="hidden layer sizes, e.g. 64,64")
     parser.add_argument("--activation", choices=("tanh", "relu"), default=None)
     parser.add_argument("--hvp-mode", choices=HVP_MODES, default=None)
+    parser.add_argument(
+        "--variant", choices=VARIANTS, default=None,
+        help="ablation: trpo (default); npg (natural step scaled to δ, no line search); "
+        "no-kl-check (line search on the surrogate only); gradient (g scaled to the same "
+        "quadratic KL, with the line search); vanilla-pg (--pg-lr · g, no trust region)",
+    )
     parser.add_argument(
         "--fvp-dtype",
         choices=FVP_DTYPES,
@@ -114,6 +122,7 @@ def config_from_args(args) -> TRPOConfig:
     }
     for name in (
         "activation", "hvp_mode", "fvp_dtype", "normalize_obs", "normalize_reward", "exact_fisher",
+        "variant",
     ):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)

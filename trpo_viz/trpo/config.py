@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from trpo_viz.trpo.variants import VARIANTS
+
 CLASSIC_CONTROL_ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0")
 MUJOCO_ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Swimmer-v5")
 HVP_MODES = ("reverse", "forward")
@@ -66,6 +68,14 @@ class TRPOConfig:
     # TRPO step's gain and F's eigenvalues. A diagnostic: it changes no update.
     exact_fisher: bool = False
     exact_fisher_max_params: int = 20_000
+    # Ablations (trpo_viz.trpo.variants): "trpo", "npg" (no line search), "no-kl-check"
+    # (line search on the surrogate only), "gradient" (g instead of the natural gradient,
+    # same quadratic KL length, same line search), "vanilla-pg" (pg_lr · g, nothing else).
+    variant: str = "trpo"
+    # vanilla-pg's fixed learning rate: Δ = pg_lr · g. Not tuned per task: 1.0 is where
+    # CartPole's first step (‖g‖ ≈ 0.13, normalised advantages) has mean KL 0.0105, about
+    # TRPO's δ = 0.01; 0.1 barely moves the policy there (KL 1e-4), 10 overshoots (KL ≈ 1).
+    pg_lr: float = 1.0
     # Value function: Adam on the squared error to the GAE returns.
     value_lr: float = 1e-3
     value_epochs: int = 10
@@ -89,6 +99,7 @@ class TRPOConfig:
             "value_lr": self.value_lr,
             "value_batch_size": self.value_batch_size,
             "line_search_shrink": self.line_search_shrink,
+            "pg_lr": self.pg_lr,
         }
         for name, value in positive.items():
             if not value > 0:
@@ -118,6 +129,8 @@ class TRPOConfig:
                 f"exact_fisher_max_params must lie in [1, {MAX_EXACT_FISHER_PARAMS}], "
                 f"got {self.exact_fisher_max_params}"
             )
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.fvp_dtype not in FVP_DTYPES:
             raise ValueError(f"fvp_dtype must be one of {FVP_DTYPES}, got {self.fvp_dtype!r}")
         if self.hvp_mode not in HVP_MODES:

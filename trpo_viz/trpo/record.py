@@ -64,7 +64,9 @@ class UpdateRecord:
     """One trust-region step. Vectors are the flat policy parameters θ (n entries).
 
     The update: g = ∇L(θ_old), s ≈ (F + λI)⁻¹ g by CG, full_step = β·s with
-    β = √(2δ / sᵀ(F+λI)s), then backtracking θ_old + fraction·full_step.
+    β = √(2δ / sᵀ(F+λI)s), then backtracking θ_old + fraction·full_step. The ablation
+    variants (:mod:`trpo_viz.trpo.variants`) change the direction, its length or the
+    acceptance; the fields keep their meaning (a variant without CG records 0 iterations).
     """
 
     update: int
@@ -86,8 +88,10 @@ class UpdateRecord:
     # Natural-gradient solve.
     gradient_norm: float = 0.0  # ‖g‖
     step_norm: float = 0.0  # ‖full_step‖
-    sFs: float = 0.0  # sᵀ(F+λI)s of the CG solution s
-    step_scale: float = 0.0  # β
+    sFs: float = 0.0  # dᵀ(F+λI)d of the step direction d (CG's s; g for the gradient variants)
+    step_scale: float = 0.0  # β (pg_lr for vanilla-pg)
+    variant: str = "trpo"  # trpo_viz.trpo.variants: which pieces of TRPO the update used
+    step_status: str = ""  # what became of the step (variants.STEP_STATUSES; "" before them)
     cg_iterations: int = 0
     cg_stop_reason: str = ""
     cg_residuals: list[float] = field(default_factory=list)  # ‖r_0‖ … ‖r_k‖
@@ -182,6 +186,8 @@ class UpdateRecord:
                 "actual_improvement": self.actual_improvement,
                 "backtracks": self.backtracks,
                 "accepted": self.accepted,
+                "variant": self.variant,
+                "step_status": self.step_status,
                 "cg_iterations": self.cg_iterations,
                 "cg_stop_reason": self.cg_stop_reason,
                 "cg_residuals": self.cg_residuals,

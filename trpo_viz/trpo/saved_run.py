@@ -40,6 +40,7 @@ from trpo_viz.trpo.archive import (
 )
 from trpo_viz.trpo.config import MAX_EXACT_FISHER_PARAMS, TRPOConfig
 from trpo_viz.trpo.record import EXACT_FISHER_STATUSES, UpdateRecord
+from trpo_viz.trpo.variants import STEP_STATUSES, VARIANTS
 
 MAX_RECORDS = 100_000
 MAX_EPISODES = 100_000  # finished episodes listed in one update
@@ -179,6 +180,8 @@ def one_of(choices: tuple[str, ...]):
 # Fields added since the first format with a rule of their own (the others are checked by
 # their annotation); absent ones take the dataclass default.
 OPTIONAL_RECORD_FIELDS = {
+    "variant": one_of(VARIANTS),
+    "step_status": one_of(STEP_STATUSES),
     "cg_ritz_values": list_of(nullable, MAX_CG_ITERATIONS),  # ≤ cg_iterations entries
     "exact_fisher_status": one_of(EXACT_FISHER_STATUSES),
     "cg_exact_errors": list_of(nullable, MAX_CG_ITERATIONS + 1),  # 0 or cg_iterations + 1

@@ -60,6 +60,7 @@ from trpo_viz.trpo.update import (  # noqa: F401 - the maths, importable from he
     step_size,
     surrogate,
 )
+from trpo_viz.trpo.variants import accepted_candidate, step_status, variant
 
 
 class TrainingFinished(RuntimeError):
@@ -140,7 +141,8 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
             ]
         self._fvp_params = fvp_params
 
-        def natural_gradient(obs, actions, advantages, old_log_prob, fvp_obs, fvp_old_dist):
+        def gradient_and_fvp(obs, actions, advantages, old_log_prob, fvp_obs, fvp_old_dist):
+            """g (in the FVP dtype) and v ↦ F v on the FVP's states (undamped)."""
             g = policy_gradient(policy, obs, actions, advantages, old_log_prob)
             if fvp_params is not policy.params:
                 for copy, var in zip(fvp_params, policy.params, strict=True):
@@ -156,6 +158,10 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
                     policy, v, fvp_obs, fvp_old_dist, cfg.hvp_mode, params=fvp_params
                 )
 
+            return g, fvp
+
+        def natural_gradient(*batch):
+            g, fvp = gradient_and_fvp(*batch)
             out = step_direction(fvp, g, cfg.cg_damping, cfg.cg_max_steps, cfg.cg_rtol)
             s = out["x"]
             out["g"] = g
@@ -164,6 +170,11 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
             out["sFs"] = dot(s, out["Fs"])
             out["true_residual_norm"] = tf.norm(g - out["Fs"])  # ‖g − (F+λI)s‖ of the result
             return out
+
+        def plain_gradient(*batch):  # the gradient variants: no CG
+            g, fvp = gradient_and_fvp(*batch)
+            Fg = fvp(g) + cfg.cg_damping * g
+            return {"g": g, "Fg": Fg, "gFg": dot(g, Fg)}
 
         def evaluate(thetas, obs, actions, advantages, old_log_prob, old_dist):
             params = unflatten_batch(thetas, policy.params)
@@ -189,6 +200,7 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         compile_ = lambda f: tf.function(f, reduce_retracing=True)  # noqa: E731
         self._prepare = compile_(prepare)
         self._natural_gradient = compile_(natural_gradient)
+        self._plain_gradient = compile_(plain_gradient)
         self._evaluate = compile_(evaluate)
         self._fit_value = compile_(fit_value)
         self._value_loss = compile_(value_loss)
@@ -261,25 +273,35 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         returns = returns.astype(np.float32)
         old_dist, old_log_prob = prep["old_dist"], prep["old_log_prob"]
 
-        # 3-5. policy gradient, natural-gradient direction by CG, step size
+        # 3-5. policy gradient g, the variant's direction d (CG's s, or g) and full step Δ
+        pieces = variant(cfg.variant)
         fvp_obs, fvp_old_dist, fvp_index = obs, old_dist, None
         if cfg.fvp_subsample < 1.0:
             m = max(1, int(round(cfg.fvp_subsample * n)))
             fvp_index = np.sort(self.rng.choice(n, m, replace=False))
             idx = tf.constant(fvp_index)
             fvp_obs, fvp_old_dist = tf.gather(obs, idx), tf.gather(old_dist, idx)
-        out = self._natural_gradient(obs, actions, advantages, old_log_prob, fvp_obs, fvp_old_dist)
-        cg = CGResult.from_tensors(out)
+        batch_args = (obs, actions, advantages, old_log_prob, fvp_obs, fvp_old_dist)
+        if pieces.natural:  # d = s ≈ (F + λI)⁻¹ g by CG
+            out = self._natural_gradient(*batch_args)
+            cg = CGResult.from_tensors(out)
+            direction, F_direction, curvature = cg.x, out["Fs"].numpy(), float(out["sFs"])
+        else:  # d = g
+            out = self._plain_gradient(*batch_args)
+            cg = None
+            direction, F_direction, curvature = out["g"].numpy(), out["Fg"].numpy(), float(
+                out["gFg"]
+            )
         g = out["g"].numpy().astype(np.float64)
-        sFs = float(out["sFs"])
-        beta = step_size(sFs, cfg.max_kl)
-        full_step = (beta * cg.x).astype(np.float32)
+        beta = step_size(curvature, cfg.max_kl) if pieces.trust_region else cfg.pg_lr
+        full_step = (beta * direction).astype(np.float32)
         expected_improvement = float(g @ full_step)
         t_cg = time.perf_counter()
 
         # 6. line search: all candidates (and θ_old itself, row 0) in one compiled call
         theta_old = get_flat(self.policy.params)
-        fractions = line_search_fractions(cfg.line_search_shrink, cfg.max_backtracks)
+        trpo_fractions = line_search_fractions(cfg.line_search_shrink, cfg.max_backtracks)
+        fractions = trpo_fractions if pieces.line_search else np.ones(1, np.float32)
         thetas = np.concatenate([theta_old[None], theta_old + fractions[:, None] * full_step])
         surrogates, kls = (
             t.numpy().astype(float)
@@ -290,15 +312,19 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         surrogate_before = surrogates[0]
         improvements = surrogates[1:] - surrogate_before
         accepted_index = None
-        if np.all(np.isfinite(full_step)) and np.isfinite(surrogate_before):
-            accepted_index = first_acceptable(kls[1:], improvements, cfg.max_kl)
+        step_finite = bool(np.all(np.isfinite(full_step)))
+        if step_finite and np.isfinite(surrogate_before):
+            accepted_index = accepted_candidate(pieces, kls[1:], improvements, cfg.max_kl)
+        status = step_status(
+            bool(np.all(np.isfinite(g))), curvature, step_finite, accepted_index is not None, pieces
+        )
         t_line_search = time.perf_counter()
 
         # 6b. the exact natural gradient beside CG, at θ_old (a diagnostic: changes nothing)
         exact = {}
         if cfg.exact_fisher:
             exact = self._compare_with_exact(
-                theta_old, fvp_obs, g, cg, cg.x, fractions,
+                theta_old, fvp_obs, g, cg, direction, trpo_fractions,
                 (obs, actions, advantages, old_log_prob, old_dist),
             )  # fmt: skip
         t_exact = time.perf_counter()
@@ -322,12 +348,12 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
             old_dist=old_dist,
             theta_old=theta_old,
             full_step=full_step,
-            direction=cg.x,  # s, in the FVP/CG dtype
+            direction=direction,  # d (CG's s, or g), in the FVP/CG dtype
             fvp_index=fvp_index,  # the states of the FVP subsample (None: the whole batch)
             g=g,
             damping=cfg.cg_damping,
             fractions=fractions,
-            F_step=beta * out["Fs"].numpy(),
+            F_step=beta * F_direction,
             Fg=out["Fg"].numpy(),
             accepted_index=accepted_index,
             max_kl=cfg.max_kl,
@@ -359,20 +385,15 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
             ],
             accepted_index=accepted_index,
             accepted=accepted,
-            backtracks=accepted_index if accepted else cfg.max_backtracks,
+            backtracks=accepted_index if accepted else len(fractions) - 1,
             step_fraction=float(fractions[j]) if accepted else 0.0,
             gradient_norm=float(np.linalg.norm(g)),
             step_norm=float(np.linalg.norm(full_step)),
-            sFs=sFs,
+            sFs=curvature,
             step_scale=beta,
-            cg_iterations=cg.iterations,
-            cg_stop_reason=cg.stop_reason,
-            cg_residuals=[float(r) for r in cg.residual_norms],
-            cg_curvatures=[float(c) for c in cg.curvatures],
-            cg_true_residual=cg.true_residual_norm,
-            cg_dtype=cfg.fvp_dtype,
-            **cg_diagnostics(cg, float(np.linalg.norm(g)), cfg.fvp_dtype),
-            cg_ritz_values=final_ritz_values(cg.alphas, cg.betas),
+            variant=cfg.variant,
+            step_status=status,
+            **self._cg_fields(cg, g),
             **exact,
             entropy=float(prep["entropy"]),
             value_loss=value_loss,
@@ -399,6 +420,25 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         ]
         return np.concatenate(rows) if rows else np.zeros((0, mb), np.int64)
 
+    def _cg_fields(self, cg: CGResult | None, g: np.ndarray) -> dict:
+        """The record's CG fields; a variant without CG has x_0 = 0 and r_0 = g only."""
+        dtype = self.config.fvp_dtype
+        if cg is None:
+            return dict(
+                cg_iterations=0, cg_stop_reason="skipped", cg_residuals=[float(np.linalg.norm(g))],
+                cg_curvatures=[], cg_dtype=dtype,
+            )  # fmt: skip
+        return dict(
+            cg_iterations=cg.iterations,
+            cg_stop_reason=cg.stop_reason,
+            cg_residuals=[float(r) for r in cg.residual_norms],
+            cg_curvatures=[float(c) for c in cg.curvatures],
+            cg_true_residual=cg.true_residual_norm,
+            cg_dtype=dtype,
+            **cg_diagnostics(cg, float(np.linalg.norm(g)), dtype),
+            cg_ritz_values=final_ritz_values(cg.alphas, cg.betas),
+        )
+
     def _compare_with_exact(self, theta_old, fvp_obs, g, cg, direction, fractions, batch) -> dict:
         """The record's exact-Fisher fields (:func:`~trpo_viz.trpo.fisher.compare_with_exact`)."""
         if self._exact is None:
@@ -424,7 +464,7 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         Without the functions, the last reference to a closed trainer frees all of it.
         """
         self.collector.close()
-        self._prepare = self._natural_gradient = self._evaluate = None
+        self._prepare = self._natural_gradient = self._plain_gradient = self._evaluate = None
         self._fit_value = self._value_loss = None
         self._last = None
         if self._exact is not None:
