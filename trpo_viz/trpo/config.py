@@ -23,6 +23,9 @@ FVP_DTYPES = ("float32", "float64")
 # Policies up to this many parameters may build the exact Fisher (float64: n² · 8 bytes at
 # most, 7.2 GB here; the factor form needs (batch · components) · n · 8 bytes when smaller).
 MAX_EXACT_FISHER_PARAMS = 30_000
+# A Gaussian policy's log σ is clipped to these bounds (σ ∈ [2e-9, 7.4]): exp(2 log σ) stays a
+# normal float32 and 1/σ² finite (the bounds of SB3's SAC).
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
 @dataclass
@@ -124,6 +127,11 @@ class TRPOConfig:
             raise ValueError(f"fvp_subsample must lie in (0, 1], got {self.fvp_subsample}")
         if not self.cg_rtol >= 0:
             raise ValueError(f"cg_rtol must be non-negative, got {self.cg_rtol}")
+        if not LOG_STD_MIN <= self.log_std_init <= LOG_STD_MAX:
+            raise ValueError(
+                f"log_std_init must lie in [{LOG_STD_MIN:g}, {LOG_STD_MAX:g}], "
+                f"got {self.log_std_init}"
+            )
         if not 1 <= self.exact_fisher_max_params <= MAX_EXACT_FISHER_PARAMS:
             raise ValueError(
                 f"exact_fisher_max_params must lie in [1, {MAX_EXACT_FISHER_PARAMS}], "

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from trpo_viz.hvp import flatten, unflatten
+from trpo_viz.trpo.config import LOG_STD_MAX, LOG_STD_MIN
 
 ACTIVATIONS_TF = {"tanh": tf.tanh, "relu": tf.nn.relu}
 ACTIVATIONS_NP = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
@@ -226,8 +227,16 @@ class GaussianPolicy(tf.Module):
         self.params = [*self.mlp.params, self.log_std]
 
     def distribution_params(self, params, obs):
+        """[mean, log σ] with log σ = clip(log_std, LOG_STD_MIN, LOG_STD_MAX).
+
+        The bounds keep σ² = exp(2 log σ) a normal float32 (≥ e⁻⁴⁰ ≈ 4e-18) and 1/σ²
+        finite, so the log-probability, the KL and its Hessian never see 0 or Inf. Inside
+        them (always, in practice) the clip is the identity and its gradient is 1; a
+        log_std pushed beyond a bound gets no gradient (and no Fisher component) there.
+        """
         mean = mlp_forward(params[:-1], obs, self.activation)
-        log_std = params[-1][..., None, :] + tf.zeros_like(mean)
+        log_std = tf.clip_by_value(params[-1], LOG_STD_MIN, LOG_STD_MAX)
+        log_std = log_std[..., None, :] + tf.zeros_like(mean)
         return tf.concat([mean, log_std], axis=-1)
 
     def __call__(self, obs):
@@ -237,7 +246,8 @@ class GaussianPolicy(tf.Module):
         mean = mlp_forward_numpy(params[:-1], obs, self.activation)
         if deterministic:
             return mean
-        return mean + np.exp(params[-1]) * rng.standard_normal(mean.shape).astype(np.float32)
+        std = np.exp(np.clip(params[-1], LOG_STD_MIN, LOG_STD_MAX))
+        return mean + std * rng.standard_normal(mean.shape).astype(np.float32)
 
 
 class ValueFunction(tf.Module):

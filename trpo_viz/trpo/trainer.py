@@ -13,10 +13,15 @@ One call of :meth:`TRPOTrainer.step` is one update:
 5. ``step_size``  β = √(2δ / sᵀ(F + λI)s): the full step Δ = β·s reaches the edge of
    the quadratic trust region ½ ΔᵀFΔ = δ (δ = max_kl).
 6. ``line_search``  θ = θ_old + shrink^j · Δ for j = 0 … max_backtracks; accept the first
-   candidate with mean KL(π_old ‖ π_θ) ≤ δ and L(θ) − L(θ_old) > 0; if none is accepted
-   (or anything is NaN/Inf) the parameters stay bit-identical to θ_old.
+   candidate with mean KL(π_old ‖ π_θ) ≤ δ (over the whole batch, not the FVP's subsample)
+   and L(θ) − L(θ_old) > 0; if none is accepted (or g, sᵀ(F+λI)s or Δ is NaN/Inf, or
+   sᵀ(F+λI)s ≤ 0) the parameters stay bit-identical to θ_old and ``step_status`` says why.
 7. ``fit_value``  value_epochs epochs of Adam on minibatches of (V(s_t) − R̂_t)²,
    with targets R̂ = Â (unnormalised) + V_old(s).
+
+``config.variant`` removes one piece for an ablation (:mod:`~trpo_viz.trpo.variants`):
+``npg`` (no line search), ``no-kl-check`` (no KL condition), ``gradient`` (g for s, no CG),
+``vanilla-pg`` (Δ = pg_lr · g, nothing else).
 
 Every quantity is recorded in an :class:`~trpo_viz.trpo.record.UpdateRecord`, with the
 Ritz values of F + λI from CG's α, β. With ``config.exact_fisher`` each update also builds
@@ -267,7 +272,8 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         advantages, returns = advantages.reshape(n), returns.reshape(n)  # float64
         ev = explained_variance(values.reshape(n), returns)
         returns_relative_variance = relative_variance(returns)
-        if cfg.normalize_advantage:
+        gae = advantages
+        if cfg.normalize_advantage:  # once per batch, here only
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         advantages = tf.constant(advantages, tf.float32)
         returns = returns.astype(np.float32)
@@ -343,7 +349,8 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         self._last = dict(
             obs=obs,
             actions=actions,
-            advantages=advantages,
+            advantages=advantages,  # as L(θ) and g use them
+            gae_advantages=gae,  # float64, before normalisation
             old_log_prob=old_log_prob,
             old_dist=old_dist,
             theta_old=theta_old,
