@@ -81,6 +81,9 @@ if fits.crossover_n is not None:
 if fits.explicit_faster_at:
     st.markdown("Forming H was faster at N = "
                 + ", ".join(size_text(n) for n in fits.explicit_faster_at) + ".")
+elif any(r.explicit_seconds is not None for r in rows):
+    st.markdown(f"{int(iters)} CG iterations were faster than forming H at every N where "
+                "both were measured.")
 for note in fits.notes:
     st.caption(note)
 table = pd.DataFrame([{

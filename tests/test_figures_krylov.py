@@ -194,3 +194,29 @@ def test_lineup_figure_leaves_out_a_norm_when_indefinite():
     assert a_norm == []
     assert any(t.name == "MINRES" for t in fig.data)
     assert any("not<br>positive definite" in a.text for a in fig.layout.annotations)
+
+
+def test_cost_figure_marks_the_crossover_where_the_fits_meet():
+    """The crossover line sits at N (a shape: data units); its label on the log axis sits at
+    log10 N (an annotation's unit there), else plotly stretches the axis to 10^N."""
+    import dataclasses
+
+    from trpo_viz.cost import CostRow, fit_costs
+
+    def row(n, explicit, cg):
+        values = {f.name: None for f in dataclasses.fields(CostRow)}
+        values.update(n=n, target_n=n, iters=10, explicit_seconds=explicit,
+                      explicit_cpu_seconds=explicit, explicit_bytes=8 * n * n,
+                      explicit_bytes_measured=True, hvp_cg_seconds=cg, hvp_cg_cpu_seconds=cg,
+                      hvp_cg_bytes=100 * n, hvp_seconds=cg / 10)
+        return CostRow(**values)
+
+    # explicit ∝ N^2.3, CG ∝ N^0.2: by hand the lines meet between N = 100 and 300
+    rows = [row(100, 0.001, 0.003), row(300, 0.01, 0.004), row(1000, 0.2, 0.005)]
+    fits = fit_costs(rows)
+    assert 100 < fits.crossover_n < 300
+    fig = figures.cost_figure(rows, fits, extend_to=1e6)
+    (line,) = fig.layout.shapes
+    assert line.x0 == line.x1 == pytest.approx(fits.crossover_n)
+    label = next(a for a in fig.layout.annotations if "crossover" in a.text)
+    assert label.x == pytest.approx(np.log10(fits.crossover_n))

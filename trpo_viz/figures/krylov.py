@@ -309,8 +309,12 @@ def cost_figure(rows, fits, extend_to: float | None = None) -> go.Figure:
                                    font={"color": colors[key]}, row=1, col=col)
     if fits.crossover_n is not None:
         what = "crossover (extrapolated)" if fits.crossover_extrapolated else "crossover"
+        # A shape's x is in data units; an annotation's, on a log axis, in log10 units.
         fig.add_vline(x=fits.crossover_n, line={"color": "#555555", "dash": "dot"}, row=1,
-                      col=1, annotation_text=f"{what} N ≈ {fits.crossover_n:.3g}")
+                      col=1)
+        fig.add_annotation(x=np.log10(fits.crossover_n), y=1, yref="y domain",
+                           text=f"{what} N ≈ {fits.crossover_n:.3g}", showarrow=False,
+                           xanchor="left", yanchor="bottom", row=1, col=1)
     fig.update_xaxes(title_text="N (parameters)", **LOG_AXIS)
     fig.update_yaxes(**LOG_AXIS)
     fig.update_layout(height=460, legend={"orientation": "h", "y": -0.25}, margin={"t": 50})
