@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import trpo_viz.trpo.trainer as trainer_module
+import trpo_viz.trpo.compiled as compiled_module
 from trpo_viz.hvp import unflatten
 from trpo_viz.trpo import TRPOTrainer, default_config
 from trpo_viz.trpo.config import LOG_STD_MAX, LOG_STD_MIN
@@ -60,7 +60,7 @@ def _nan_fvp(policy, vector, *args, **kwargs):
     ],
 )
 def test_bad_curvature_takes_no_step(monkeypatch, fvp, name, status):
-    monkeypatch.setattr(trainer_module, "fisher_vector_product", fvp)
+    monkeypatch.setattr(compiled_module, "fisher_vector_product", fvp)
     trainer = TRPOTrainer(_small(variant=name))
     before = _params_bytes(trainer)
     record = trainer.step()
@@ -78,8 +78,8 @@ def test_bad_curvature_takes_no_step(monkeypatch, fvp, name, status):
 
 
 def test_non_finite_gradient_takes_no_step(monkeypatch):
-    real = trainer_module.policy_gradient
-    monkeypatch.setattr(trainer_module, "policy_gradient", lambda *a: real(*a) * np.nan)
+    real = compiled_module.policy_gradient
+    monkeypatch.setattr(compiled_module, "policy_gradient", lambda *a: real(*a) * np.nan)
     trainer = TRPOTrainer(_small(exact_fisher=True))
     before = _params_bytes(trainer)
     record = trainer.step()
