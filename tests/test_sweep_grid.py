@@ -52,13 +52,6 @@ def test_bad_grids_are_refused_with_the_reason(items, message):
         parse_grid(items)
 
 
-def test_variant_is_refused_while_the_config_has_no_variant_field():
-    if grid.has_variants():
-        pytest.skip("TRPOConfig has a variant field: variant is a grid key")
-    with pytest.raises(GridError, match="no TRPO variants yet.*no 'variant' field"):
-        parse_grid(["variant=plain,no_line_search"])
-
-
 def test_variant_becomes_a_grid_key_when_the_config_has_the_field(monkeypatch):
     """Checked dynamically: a TRPOConfig with a ``variant`` field makes it a grid key."""
     fields = dataclasses.fields(TRPOConfig)
@@ -113,6 +106,7 @@ def test_fixed_settings_are_typed_and_limited_to_config_fields():
         (["--workers", "0"], "--workers must be at least 1"),
         (["--seeds", "x"], "invalid int value"),
         (["--sweep-id", "../etc"], "not a sweep id"),
+        (["--grid", "variant=trpo,bogus"], "variant must be one of"),
     ],
 )
 def test_the_cli_refuses_bad_input_with_one_line_before_anything_starts(
@@ -142,3 +136,11 @@ def test_python_m_trpo_viz_sweep_refuses_with_one_line(tmp_path, capsys, monkeyp
     assert cli_main(["sweep", "--seeds"]) == 2  # argparse's own error: one line too
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not db.exists()
+
+
+def test_variants_are_a_grid_key():
+    """The ablation variants (TRPOConfig.variant) sweep like any other setting."""
+    assert "variant" in grid.grid_keys()
+    spec = build_spec("CartPole-v1", 2048, parse_grid(["variant=trpo,npg,vanilla-pg"]), 2)
+    variants = sorted({t.config.variant for t in spec.trials()})
+    assert variants == ["npg", "trpo", "vanilla-pg"] and len(spec.trials()) == 6

@@ -63,7 +63,7 @@ class Registry:
 
     def create(self, config: TRPOConfig, name: str | None = None, start: bool = True) -> str:
         """A new stored run; queued to train when ``start``, else paused at update 0."""
-        from trpo_viz.trpo.live import check_limits
+        from trpo_viz.trpo.limits import check_limits
 
         check_limits(config)
         run_id = self.store.create_run(config, name=name, source="page",

@@ -235,7 +235,7 @@ def build_spec(env_id: str, total_timesteps: int | None, grid: dict, seeds: int,
                first_seed: int = 0, overrides: dict | None = None) -> SweepSpec:
     """A checked plan: every trial's configuration is valid and within the trainer's limits."""
     from trpo_viz.trpo.config import available_envs, default_config
-    from trpo_viz.trpo.live import RunLimitError, check_limits
+    from trpo_viz.trpo.limits import RunLimitError, check_limits
 
     _check_env(env_id, available_envs())
     if not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:

@@ -20,15 +20,19 @@ import numpy as np
 from trpo_viz.figures.trpo import rollout_gif
 from trpo_viz.trpo.archive import ArchiveError
 from trpo_viz.trpo.config import TRPOConfig
+from trpo_viz.trpo.limits import (  # noqa: F401 - re-exported
+    MAX_BATCH,
+    MAX_HIDDEN,
+    MAX_LAYERS,
+    MAX_TIMESTEPS,
+    RunLimitError,
+    check_limits,
+)
 from trpo_viz.trpo.record import UpdateRecord
 from trpo_viz.trpo.saved_run import read_replay
 from trpo_viz.trpo.trainer import TRPOTrainer
 
 MAX_CONCURRENT_RUNS = 4  # live trainers per server process
-MAX_BATCH = 8192  # transitions per update (n_envs · n_steps)
-MAX_HIDDEN = 256  # units per hidden layer
-MAX_LAYERS = 3
-MAX_TIMESTEPS = 2_000_000
 MAX_UPLOAD_BYTES = 50 * 2**20
 SLICE_GRID = 17  # points per axis of the trust-region slice (17² policy evaluations)
 SLICE_ALPHAS = np.linspace(-0.5, 1.5, SLICE_GRID)
@@ -38,10 +42,6 @@ FRAME_SIZE = (160, 240)  # rendered rollout frames are shrunk to this (height, w
 _SLICE_KEYS = ("alphas", "betas", "improvement", "kl", "quadratic_form", "candidates")
 # Written since the undamped ellipse was added; runs saved before lack them.
 _OPTIONAL_SLICE_KEYS = ("quadratic_form_undamped",)
-
-
-class RunLimitError(ValueError):
-    """The request would exceed what one session or the server may use."""
 
 
 class FormError(ValueError):
@@ -54,17 +54,6 @@ class ReplayError(ArchiveError, RunLimitError):
 
 _live_runs: weakref.WeakSet = weakref.WeakSet()
 _live_runs_lock = threading.Lock()
-
-
-def check_limits(config: TRPOConfig) -> None:
-    """Refuse configurations that would let one session starve the others."""
-    config.validate()
-    if config.batch_size > MAX_BATCH:
-        raise RunLimitError(f"batch size {config.batch_size} exceeds the limit of {MAX_BATCH}")
-    if len(config.hidden_sizes) > MAX_LAYERS or max(config.hidden_sizes) > MAX_HIDDEN:
-        raise RunLimitError(f"networks are limited to {MAX_LAYERS} layers of {MAX_HIDDEN} units")
-    if config.total_timesteps > MAX_TIMESTEPS:
-        raise RunLimitError(f"total timesteps are limited to {MAX_TIMESTEPS:,}")
 
 
 class LiveRun:
