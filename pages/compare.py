@@ -44,7 +44,7 @@ GRID_INPUTS = [  # (grid key, label, placeholder)
     ("batch_size", "Batch size (n_envs × n_steps)", "e.g. 1024, 2048"),
 ]
 if has_variants():
-    GRID_INPUTS.append(("variant", "Variant", "e.g. plain, no_line_search"))
+    GRID_INPUTS.append(("variant", "Variant", "e.g. trpo, npg, no-kl-check, gradient, vanilla-pg"))
 
 st.session_state.setdefault("compare_message", None)
 st.session_state.setdefault("compare_cache", {})

@@ -75,6 +75,16 @@ def test_a_bad_grid_is_explained_and_cannot_start(home):
     assert any("240 trials" in e.value for e in at.error)  # more than the stated limit
 
 
+def test_variants_can_be_compared(home):
+    """The ablation variants are a grid key on the page; a bad name is refused by name."""
+    at = new_page().run()
+    at.text_input(key="compare_grid_variant").set_value("trpo, vanilla-pg").run()
+    assert not at.exception and not at.error
+    assert any("2 settings × 3 seeds = **6 trials**" in m.value for m in at.markdown)
+    at.text_input(key="compare_grid_variant").set_value("trpo, bogus").run()
+    assert any("variant must be one of" in e.value for e in at.error)
+
+
 def test_a_stored_sweep_shows_progress_summary_and_downloads(home):
     sweep_id = stored_sweep(home)
     at = new_page(sweep_id).run()
