@@ -25,8 +25,9 @@ class TrainerPictures:
     def trust_region_slice(self, alphas, betas) -> dict:
         """Surrogate improvement and KL on the plane θ_old + a·Δ + b·Δ_g of the last update.
 
-        Δ is the accepted update's full natural step (β·s; the line-search candidates lie
-        at (fraction, 0)). Δ_g is the plain gradient g scaled to *its own* trust-region
+        Δ is the last update's full step (β·s for TRPO; the variant's full step for an
+        ablation, e.g. pg_lr·g for vanilla-pg; the line-search candidates lie at
+        (fraction, 0)). Δ_g is the plain gradient g scaled to *its own* trust-region
         length, √(2δ / gᵀ(F+λI)g)·g, so b = 1 also lies on the quadratic trust-region
         boundary. The returned ``quadratic_form`` M (2×2, with the damped Fisher F+λI used
         by CG and the step size) gives the quadratic KL model ½[a b]M[a b]ᵀ; its level
