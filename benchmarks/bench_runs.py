@@ -1,0 +1,507 @@
+"""Stored runs: trainer updates/s headless and behind the TRPO live page; the store's cost.
+
+Rows (CartPole-v1, its tuned defaults: 1,024 steps per update, seed 0, every row the same
+run configuration, each row in a fresh data folder and, for page rows, a fresh server):
+
+- ``headless``: ``python -m trpo_viz train`` (stores its run like any other; no server).
+- ``worker, no tab``: ``streamlit run app.py``; a tab presses Start on /trpo and closes at
+  once, so the server's worker trains with nobody watching (its idle pause comes after
+  600 s without a view: a row must finish before that).
+- ``page + N followers``: the tab that pressed Start stays open, and N more browser
+  contexts (one headless Chromium) open ``/trpo?run=<id>&follow=1``.
+
+Updates/s is read from the run store, polled every 50 ms: the time each update count is
+first seen. It is measured over the same window on every row, from update ``--warmup``
+(after TensorFlow's start-up and the first updates' tracing) to the last; on page rows the
+window starts only once every tab shows an update. CPU (cores busy, from /proc) is split
+into the trainer (the CLI or the worker process), the Streamlit server process, and the
+browser (Playwright and Chromium). "step s" is the trainer's own time per update (the
+records' ``wall_s``); the rest of the period is the slice, the store and the rollout GIF.
+
+Store cost: in this process, a fresh trainer runs real updates, and each update's slice
+serialisation, checkpoint (``checkpoint_bytes``) and ``RunStore.append_update`` (record,
+slice and checkpoint in one transaction) are timed and sized. The database size after
+``--synth-updates`` updates is synthesised by appending those real records (renumbered),
+slices and checkpoints again and again: no 500 updates are trained for it.
+
+Targets (the runs issue): page ≥ 0.8× headless; store overhead ≤ 5 % of an update;
+10 followers cost the trainer ≤ 20 % (page + 10 followers ≥ 0.8× page + 0).
+
+    python benchmarks/bench_runs.py --updates 60 --followers 0,1,10
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-quic", "--no-first-run", "--disable-component-update"]
+BATCH = 1024  # CartPole-v1's tuned steps per update (2 environments × 512 steps)
+POLL_S = 0.05
+TICK = os.sysconf("SC_CLK_TCK")
+ENDED = ("finished", "failed", "stopped", "interrupted")
+IDLE_PAUSE = "paused: nobody was watching"  # trpo_viz.runs.registry.IDLE_PAUSE
+ENV = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def process_table() -> dict[int, tuple[int, float, str]]:
+    """{pid: (parent pid, CPU seconds (user + system), command line)} of every process."""
+    table = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK,
+                                  cmdline)
+    return table
+
+
+def descendants(table: dict, pid: int) -> set[int]:
+    found, frontier = set(), [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, (ppid, _, _) in table.items() if ppid == parent]
+        found.update(children)
+        frontier.extend(children)
+    return found
+
+
+def cpu_by_group(trainer_root: int | None, server: int | None) -> dict[str, float]:
+    """CPU seconds so far: the trainer (CLI or worker), the server process, the browser."""
+    table = process_table()
+    server_tree = descendants(table, server) | {server} if server else set()
+    workers = {p for p in server_tree if "trpo_viz.runs.worker" in table[p][2]}
+    trainer = ({trainer_root} | descendants(table, trainer_root)) if trainer_root else workers
+    ours = descendants(table, os.getpid()) - server_tree - trainer
+    return {"trainer": sum(table[p][1] for p in trainer if p in table),
+            "server": table[server][1] if server in table else 0.0,
+            "browser": sum(table[p][1] for p in ours)}
+
+
+def stop_tree(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group (a worker ends its update), SIGKILL if it lingers."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    deadline = time.monotonic() + 30  # the group's workers outlive the server briefly
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true",
+               "--browser.gatherUsageStats", "false"]
+    with (home / "server.log").open("w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=ENV | {"TRPO_VIZ_HOME": str(home)},
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}: see {home}/server.log")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                return process, url
+        except OSError:
+            time.sleep(0.3)
+    stop_tree(process)
+    raise RuntimeError("streamlit did not answer /_stcore/health in 180 s")
+
+
+# ----------------------------------------------------------------------------- watching a run
+
+
+class Watch(threading.Thread):
+    """Polls the store: when each update count is first seen, with CPU by group then."""
+
+    def __init__(self, db: Path, updates: int, trainer_root=None, server=None):
+        super().__init__(daemon=True)
+        self.db, self.updates = db, updates
+        self.trainer_root, self.server = trainer_root, server
+        self.run_id: str | None = None
+        self.seen: dict[int, tuple[float, dict]] = {}
+        self.status = "not created"
+        self.error: str | None = None
+        self.done = threading.Event()
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        connection = None
+        try:
+            while not self.halt.is_set():
+                time.sleep(POLL_S)
+                if connection is None and self.db.exists():
+                    connection = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
+                row = self._poll(connection) if connection is not None else None
+                if row is None:
+                    continue
+                now = time.perf_counter()
+                self.run_id, count, self.status, self.error = row
+                if count not in self.seen:
+                    self.seen[count] = (now, cpu_by_group(self.trainer_root, self.server))
+                if (count >= self.updates or self.status in ENDED
+                        or (self.status, self.error) == ("paused", IDLE_PAUSE)):
+                    self.done.set()
+        finally:
+            if connection is not None:
+                connection.close()
+            self.done.set()
+
+    @staticmethod
+    def _poll(connection):
+        try:
+            return connection.execute(
+                "SELECT id, updates, status, error FROM runs ORDER BY created LIMIT 1"
+            ).fetchone()
+        except sqlite3.OperationalError as error:  # the store is being created
+            if "no such table" in str(error):
+                return None
+            raise
+
+    def result(self, name: str, start: int, end: int) -> dict:
+        """Updates/s and CPU over updates ``start`` → ``end`` (counts of stored updates)."""
+        row = {"row": name, "status": self.status, "error": self.error, "window": [start, end],
+               "updates_per_s": None}
+        counts = sorted(self.seen)
+        if not counts or counts[-1] < end or end - start < 2 or start not in self.seen:
+            row["note"] = f"saw updates {counts[:1]}…{counts[-1:]}: window {start}→{end} missing"
+            return row
+        (t0, cpu0), (t1, cpu1) = self.seen[start], self.seen[end]
+        row["updates_per_s"] = (end - start) / (t1 - t0)
+        row["cores"] = {k: (cpu1[k] - cpu0[k]) / (t1 - t0) for k in cpu0}
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as connection:
+            walls = [json.loads(text)["wall_s"] for (text,) in connection.execute(
+                "SELECT record FROM records WHERE idx >= ? AND idx < ?", (start, end))]
+        row["step_s"] = statistics.fmean(walls) if walls else None
+        return row
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def headless_row(args) -> dict:
+    home = Path(tempfile.mkdtemp(prefix="bench-runs-headless-"))
+    command = [sys.executable, "-m", "trpo_viz", "train", "--env", "CartPole-v1",
+               "--steps", str(args.updates * BATCH), "--eval-episodes", "0", "--no-progress",
+               "--name", "bench headless"]
+    with (home / "train.log").open("w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=ENV | {"TRPO_VIZ_HOME": str(home)},
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    watch = Watch(home / "runs.sqlite3", args.updates, trainer_root=process.pid)
+    watch.start()
+    try:
+        watch.done.wait(args.row_timeout)
+    finally:
+        watch.halt.set()
+        watch.join()
+        stop_tree(process)
+    return watch.result("headless (python -m trpo_viz train)", args.warmup, args.updates)
+
+
+def page_row(args, browser, followers: int | None) -> dict:
+    """The owner's tab presses Step (the run is created, trains one update and pauses); the
+    followers open and draw it; then Resume. ``followers`` None: the owner's tab closes
+    right after Resume, so nobody watches while the worker trains."""
+    home = Path(tempfile.mkdtemp(prefix="bench-runs-page-"))
+    server, url = start_server(home)
+    watch = Watch(home / "runs.sqlite3", args.updates, server=server.pid)
+    contexts = []
+    try:
+        watch.start()
+        owner = new_tab(browser, contexts)
+        run_id = press_step(owner, url, args.updates * BATCH)
+        for _ in range(followers or 0):
+            tab = new_tab(browser, contexts)
+            tab.goto(f"{url}/trpo?run={run_id}&follow=1")
+        for context in contexts:  # every view draws the run before it trains on
+            context.pages[0].get_by_text("Update 1 of 1").first.wait_for(
+                timeout=args.row_timeout * 1000)
+        owner.get_by_role("button", name="Resume", exact=True).click()
+        # The run trains (seen in the store: on an idle machine 60 updates can be over
+        # before the owner's tab has redrawn its buttons, so the page is not waited on).
+        deadline = time.monotonic() + args.row_timeout
+        while (watch.status not in ("running", *ENDED) and not watch.done.is_set()
+               and time.monotonic() < deadline):
+            time.sleep(POLL_S)
+        if followers is None:
+            contexts.pop(0).close()
+        watch.done.wait(args.row_timeout)
+    finally:
+        for context in contexts:
+            context.close()
+        watch.halt.set()
+        watch.join()
+        stop_tree(server)
+    name = "worker, no tab" if followers is None else f"page + {followers} followers"
+    row = watch.result(name, args.warmup, args.updates)
+    row["followers"] = followers
+    return row
+
+
+def new_tab(browser, contexts: list):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    contexts.append(context)
+    tab = context.new_page()
+    tab.set_default_timeout(180_000)
+    return tab
+
+
+def press_step(tab, url: str, total_timesteps: int) -> str:
+    """/trpo with the benchmark's budget, Step: the run id from the URL, its update 1 shown."""
+    tab.goto(f"{url}/trpo")
+    total = tab.get_by_role("spinbutton", name="Total timesteps")
+    total.fill(str(total_timesteps))
+    total.press("Enter")
+    tab.wait_for_function(  # the rerun that applies the value has finished
+        "() => !document.querySelector("
+        "'[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')")
+    tab.get_by_role("button", name="Step", exact=True).click()
+    tab.wait_for_url(re.compile(r"[?&]run=[a-z0-9]{10}"))
+    tab.get_by_text(f"{total_timesteps:,} total timesteps").first.wait_for()  # budget applied
+    return re.search(r"[?&]run=([a-z0-9]{10})", tab.url).group(1)
+
+
+# ----------------------------------------------------------------------------- store cost
+
+
+def store_cost(args) -> dict:
+    """Real updates timed step by step in this process; the database after N appends."""
+    from trpo_viz.quiet import import_tensorflow
+
+    import_tensorflow()
+    from trpo_viz.runs.checkpoint import checkpoint_bytes
+    from trpo_viz.runs.store import RunStore
+    from trpo_viz.runs.validate import slice_to_npz
+    from trpo_viz.trpo.config import default_config
+    from trpo_viz.trpo.live import SLICE_ALPHAS, SLICE_BETAS, compact_slice
+    from trpo_viz.trpo.trainer import TRPOTrainer
+
+    config = default_config("CartPole-v1")
+    trainer = TRPOTrainer(config)
+    timed, blobs = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-runs-store-") as tmp:
+        with RunStore(Path(tmp) / "live.sqlite3") as store:
+            run_id = store.create_run(config, source="cli", status="running", desired="run")
+            for i in range(2 + args.store_updates):  # two untimed: tracing
+                t0 = time.perf_counter()
+                record = trainer.step()
+                t1 = time.perf_counter()
+                plane = compact_slice(trainer.trust_region_slice(SLICE_ALPHAS, SLICE_BETAS))
+                t2 = time.perf_counter()
+                npz = slice_to_npz(plane)
+                t3 = time.perf_counter()
+                checkpoint = checkpoint_bytes(trainer)
+                t4 = time.perf_counter()
+                store.append_update(run_id, record, npz, checkpoint)
+                t5 = time.perf_counter()
+                if i >= 2:
+                    timed.append({"step": t1 - t0, "slice": t2 - t1, "npz": t3 - t2,
+                                  "checkpoint": t4 - t3, "append": t5 - t4, "period": t5 - t0})
+                    blobs.append((record, npz, checkpoint))
+        trainer.close()
+        path = Path(tmp) / "synth.sqlite3"
+        appends = []
+        with RunStore(path) as store:
+            run_id = store.create_run(config, source="cli", status="running", desired="run")
+            empty = database_bytes(store, path)
+            for i in range(args.synth_updates):
+                record, npz, checkpoint = blobs[i % len(blobs)]
+                record = dataclasses.replace(record, update=i, total_timesteps=BATCH * (i + 1))
+                t0 = time.perf_counter()
+                store.append_update(run_id, record, npz, checkpoint)
+                appends.append(time.perf_counter() - t0)
+            size = database_bytes(store, path)
+    mean = {key: statistics.fmean(t[key] for t in timed) for key in timed[0]}
+    record_bytes = statistics.fmean(len(json.dumps(r.to_dict())) for r, _, _ in blobs)
+    slice_bytes = statistics.fmean(len(n) for _, n, _ in blobs)
+    checkpoint_size = statistics.fmean(len(c) for _, _, c in blobs)
+    overhead = mean["npz"] + mean["checkpoint"] + mean["append"]
+    return {"timed_updates": len(timed), "mean_s": mean, "overhead_s": overhead,
+            "overhead_share": overhead / mean["period"],
+            "append_500_median_s": statistics.median(appends),
+            "append_500_p95_s": sorted(appends)[int(0.95 * (len(appends) - 1))],
+            "record_bytes": record_bytes, "slice_bytes": slice_bytes,
+            "checkpoint_bytes": checkpoint_size,
+            "written_bytes_per_update": record_bytes + slice_bytes + checkpoint_size,
+            "synth_updates": args.synth_updates, "db_bytes": size,
+            "db_growth_per_update": (size - empty) / args.synth_updates}
+
+
+def database_bytes(store, path: Path) -> int:
+    """The database file after folding the write-ahead log into it."""
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def verdicts(rows: list[dict], store: dict | None) -> list[tuple[str, str]]:
+    by_followers = {r.get("followers"): r for r in rows if "followers" in r}
+    headless = next((r for r in rows if r["row"].startswith("headless")), None)
+
+    def rate(row):
+        return row["updates_per_s"] if row else None
+
+    out = []
+    page, base = by_followers.get(0), rate(headless)
+    if rate(page) and base:
+        ratio = rate(page) / base
+        out.append(("page ≥ 0.8× headless",
+                    f"{ratio:.2f}× → {'met' if ratio >= 0.8 else 'MISSED'}"))
+    else:
+        out.append(("page ≥ 0.8× headless", "not measured (needs --followers with 0)"))
+    if store:
+        share = store["overhead_share"]
+        out.append(("store overhead ≤ 5 % of an update",
+                    f"{100 * share:.2f} % → {'met' if share <= 0.05 else 'MISSED'}"))
+    crowd = by_followers.get(10)
+    if rate(crowd) and rate(page):
+        cost = 1 - rate(crowd) / rate(page)
+        out.append(("10 followers cost the trainer ≤ 20 %",
+                    f"{100 * cost:.1f} % → {'met' if cost <= 0.2 else 'MISSED'}"))
+    else:
+        out.append(("10 followers cost the trainer ≤ 20 %",
+                    "not measured (needs --followers with 0 and 10)"))
+    return out
+
+
+def print_report(args, rows: list[dict], store: dict | None) -> None:
+    base = next((r["updates_per_s"] for r in rows if r["row"].startswith("headless")), None)
+    print(f"\nStored runs: CartPole-v1, {BATCH:,} steps per update, {args.updates} updates per "
+          f"row; updates/s over the stored updates {args.warmup} → {args.updates} (page rows: "
+          "from the first update after every tab shows one)")
+    print(f"{'row':<36} {'window':>9} {'updates/s':>10} {'× headless':>11} {'step s':>8} "
+          f"{'trainer':>8} {'server':>7} {'browser':>8}   (CPU: cores busy)")
+    for r in rows:
+        window = f"{r['window'][0]}→{r['window'][1]}"
+        if r["updates_per_s"] is None:
+            print(f"{r['row']:<36} {window:>9} {'—':>10}   {r['status']}: "
+                  f"{r.get('error') or r.get('note', '')}")
+            continue
+        ratio = f"{r['updates_per_s'] / base:.2f}" if base else "—"
+        cores = r["cores"]
+        step = f"{r['step_s']:.3f}" if r["step_s"] is not None else "—"
+        print(f"{r['row']:<36} {window:>9} {r['updates_per_s']:>10.3f} {ratio:>11} {step:>8} "
+              f"{cores['trainer']:>8.2f} {cores['server']:>7.2f} {cores['browser']:>8.2f}")
+    if store:
+        m = store["mean_s"]
+        print(f"\nStore cost per update, in this process, mean of {store['timed_updates']} real "
+              "CartPole updates (ms):")
+        print(f"{'step':>8} {'slice':>8} {'npz':>8} {'ckpt':>8} {'append':>8} {'period':>8} "
+              f"{'store':>8} {'share':>7}")
+        print(f"{1e3 * m['step']:>8.1f} {1e3 * m['slice']:>8.1f} {1e3 * m['npz']:>8.2f} "
+              f"{1e3 * m['checkpoint']:>8.2f} {1e3 * m['append']:>8.2f} {1e3 * m['period']:>8.1f} "
+              f"{1e3 * store['overhead_s']:>8.2f} {100 * store['overhead_share']:>6.2f}%")
+        print("  store = npz (slice serialisation) + ckpt (checkpoint_bytes) + append "
+              "(RunStore.append_update: record, slice, checkpoint in one transaction)")
+        print(f"Bytes per update: record {store['record_bytes']:,.0f}, slice "
+              f"{store['slice_bytes']:,.0f}, checkpoint {store['checkpoint_bytes']:,.0f} "
+              f"(overwritten, one per run): {store['written_bytes_per_update']:,.0f} written, "
+              f"{store['db_growth_per_update']:,.0f} kept")
+        print(f"Database after {store['synth_updates']} updates (synthesised: the real records, "
+              f"slices and checkpoints above appended again, renumbered): "
+              f"{store['db_bytes'] / 2**20:.2f} MiB; append median "
+              f"{1e3 * store['append_500_median_s']:.2f} ms, p95 "
+              f"{1e3 * store['append_500_p95_s']:.2f} ms")
+    print("\nTargets:")
+    for target, verdict in verdicts(rows, store):
+        print(f"  {target:<40} {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--updates", type=int, default=60, help="updates per row (%(default)s)")
+    parser.add_argument("--warmup", type=int, default=5,
+                        help="stored updates before the timed window (%(default)s)")
+    parser.add_argument("--followers", default="0,1,10",
+                        help="follower counts, one page row each (%(default)s)")
+    parser.add_argument("--no-tab-row", action=argparse.BooleanOptionalAction, default=True,
+                        help="the row where the worker trains with no tab open")
+    parser.add_argument("--store-updates", type=int, default=8,
+                        help="real updates timed for the store cost (%(default)s)")
+    parser.add_argument("--synth-updates", type=int, default=500,
+                        help="appends for the database size (%(default)s)")
+    parser.add_argument("--row-timeout", type=float, default=1800.0, help="seconds per row")
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    args = parser.parse_args()
+    try:
+        followers = [int(f) for f in args.followers.split(",") if f.strip()]
+    except ValueError:
+        parser.error(f"--followers: comma-separated counts, e.g. 0,1,10, got {args.followers!r}")
+    if any(f < 0 or f > 50 for f in followers):
+        parser.error("--followers: each count from 0 to 50")
+    if not 1 <= args.warmup <= args.updates - 3:
+        parser.error("--warmup must be at least 1 and at least 3 below --updates")
+    if args.store_updates < 1 or args.synth_updates < 1:
+        parser.error("--store-updates and --synth-updates must be at least 1")
+
+    rows = [headless_row(args)]
+    log(rows[-1], args)
+    if followers or args.no_tab_row:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                 args=CHROMIUM_ARGS)
+            for count in ([None] if args.no_tab_row else []) + followers:
+                rows.append(page_row(args, browser, count))
+                log(rows[-1], args)
+            browser.close()
+    store = store_cost(args)
+    if args.json:
+        print(json.dumps({"updates": args.updates, "warmup": args.warmup, "rows": rows,
+                          "store": store, "verdicts": dict(verdicts(rows, store))}, indent=1))
+    else:
+        print_report(args, rows, store)
+
+
+def log(row: dict, args) -> None:
+    rate = row["updates_per_s"]
+    shown = f"{rate:.3f} updates/s" if rate else f"no rate ({row['status']})"
+    print(f"  {row['row']}: {shown}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
