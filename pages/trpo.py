@@ -30,7 +30,7 @@ if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy p
 from trpo_viz.figures import trpo as figures
 from trpo_viz.runs.html import stored_run_html
 from trpo_viz.runs.registry import shared_registry
-from trpo_viz.runs.store import ACTIVE, StoreError, default_db_path
+from trpo_viz.runs.store import StoreError, default_db_path
 from trpo_viz.runs.validate import slice_from_npz
 from trpo_viz.trpo.config import CLASSIC_CONTROL_ENVS, FVP_DTYPES, available_envs, default_config
 from trpo_viz.trpo.live import (
@@ -275,7 +275,7 @@ def command(action: str) -> None:
 
 # ---- Controls (not in follow mode) ---------------------------------------------------------
 if not follow:
-    active = info is not None and info.status in ACTIVE
+    active = info is not None and info.training
     ended = info is not None and info.status in ENDED
     b1, b2, b3, b4, b5, b6 = st.columns([1, 1, 1, 1, 1, 1])
     b1.button("Start" if info is None else "Resume", icon=":material/play_arrow:",
@@ -351,7 +351,13 @@ def _ordinal(n: int) -> str:
 
 
 def ticking(info) -> bool:
-    return info is not None and (follow or info.status in ACTIVE or info.step_requests > 0
+    """Whether the view redraws on a timer: following, training, or about to train.
+
+    Resume on a paused run whose worker is still alive changes only the command
+    (``desired``); the status stays "paused" until the worker's next loop, so the
+    command counts too, or the view that pressed Resume would never tick.
+    """
+    return info is not None and (follow or info.training or info.step_requests > 0
                                  or st.session_state.trpo_playing)
 
 
@@ -367,7 +373,7 @@ def run_view() -> None:
     records = records_of(run_id)
     if ticking(current) != ticking(info):  # started or ended: redraw the controls
         st.rerun(scope="app")
-    training = current.status in ACTIVE
+    training = current.training
     shown = len(records) - 1
     line = st.empty()
     if not training and len(records) > 1:

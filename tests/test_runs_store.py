@@ -262,3 +262,17 @@ def test_runs_cli_refuses_a_foreign_database_and_a_bad_zip(tmp_path, capsys):
     assert cli_main(["runs", "--db", str(tmp_path / "s.sqlite3"), "import", str(junk)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+@pytest.mark.parametrize("status, desired, training", [
+    ("queued", "run", True), ("starting", "run", True), ("running", "run", True),
+    ("running", "pause", True),   # until the worker reads the pause
+    ("paused", "run", True),      # Resume sent, the paused worker has not read it yet
+    ("paused", "pause", False), ("interrupted", "run", False), ("finished", "run", False),
+    ("stopped", "stop", False), ("failed", "run", False),
+])
+def test_a_run_is_training_while_a_worker_has_it_or_a_resume_is_on_its_way(
+        store, status, desired, training):
+    """What a view ticks on and enables Pause for (pages/trpo.py)."""
+    run_id = store.create_run(tiny_config(), status=status, desired=desired)
+    assert store.run(run_id).training is training

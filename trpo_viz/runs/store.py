@@ -92,6 +92,12 @@ class RunInfo:
     config_json: str
 
     @property
+    def training(self) -> bool:
+        """Training or about to: a worker holds or waits for a slot, or a Resume has been
+        sent to a paused worker that has not read it yet (its status still says paused)."""
+        return self.status in ACTIVE or (self.desired == "run" and self.status == "paused")
+
+    @property
     def config(self) -> TRPOConfig:
         return TRPOConfig.from_dict(json.loads(self.config_json))
 
