@@ -37,8 +37,6 @@ import dataclasses
 import json
 import os
 import re
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -46,8 +44,10 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
+
+import streamlit_server  # benchmarks/streamlit_server.py, beside this script
+from streamlit_server import stop_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -102,50 +102,9 @@ def cpu_by_group(trainer_root: int | None, server: int | None) -> dict[str, floa
             "browser": sum(table[p][1] for p in ours)}
 
 
-def stop_tree(process: subprocess.Popen) -> None:
-    """SIGTERM to the process group (a worker ends its update), SIGKILL if it lingers."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    deadline = time.monotonic() + 30  # the group's workers outlive the server briefly
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--server.headless", "true",
-               "--browser.gatherUsageStats", "false"]
-    with (home / "server.log").open("w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=ENV | {"TRPO_VIZ_HOME": str(home)},
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {process.returncode}: see {home}/server.log")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return process, url
-        except OSError:
-            time.sleep(0.3)
-    stop_tree(process)
-    raise RuntimeError("streamlit did not answer /_stcore/health in 180 s")
+    return streamlit_server.start_server(home / "server.log",
+                                         ENV | {"TRPO_VIZ_HOME": str(home)})
 
 
 # ----------------------------------------------------------------------------- watching a run
