@@ -19,6 +19,7 @@ Session state:
 import functools
 import string
 import time
+from typing import NamedTuple
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -52,7 +53,7 @@ from trpo_viz.trpo.numerics import (
     explained_variance_text,
 )
 
-REFRESH_S = 0.5  # a watching view redraws at most this often (a fragment tick)
+REFRESH_S = 0.8  # a watching view redraws this often (a fragment tick): ≥ once a second
 TOUCH_S = 15.0  # a view tells the store it is watching at most this often
 REPLAY_S = 0.6  # seconds per update while a replay plays
 ENDED = ("finished", "stopped", "failed", "imported")
@@ -323,6 +324,50 @@ if info is not None:  # outside the ticking fragment: the button keeps its calla
     )
 
 
+# ---- Figures, built once per update and shared by every view of the run --------------------
+# A view redraws every REFRESH_S while its run trains, and any number of views (the owner's
+# tab, followers) may watch one run: each figure is built once per (run, update, record) by
+# whichever view asks first, and every other view only sends a copy. Records are immutable
+# once stored except after a resume from a checkpoint, which re-trains the last update:
+# the fingerprint (update, timesteps, wall time) tells such a record apart.
+def fingerprint(record) -> tuple:
+    return record.update, record.total_timesteps, record.wall_s
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def overview_figures(run_id: str, count: int, last: tuple, _records) -> tuple:
+    """The learning curve and the trust-region history of the run's first ``count`` updates."""
+    return (figures.learning_curve_figure(_records[:count]),
+            figures.trust_region_history_figure(_records[:count]))
+
+
+class DetailFigures(NamedTuple):
+    cg: object
+    line_search: object
+    slice: object | None
+    slice_error: str | None
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def detail_figures(run_id: str, update: int, last: tuple, _record) -> DetailFigures:
+    """One update's CG residuals, line search and trust-region slice (if one was stored)."""
+    data = registry().store.slice(run_id, update)
+    plane, error = None, None
+    if data is not None:
+        try:
+            plane = figures.trust_region_slice_figure(slice_from_npz(data, _record))
+        except StoreError as exc:
+            error = str(exc)
+    return DetailFigures(figures.cg_residuals_figure(_record), figures.line_search_figure(_record),
+                         plane, error)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def rollout_of(run_id: str, updated) -> tuple | None:
+    """The run's latest rollout picture (update, GIF bytes), read again when the run changes."""
+    return registry().store.media(run_id, "rollout")
+
+
 # ---- The run, redrawn at the page's own pace -----------------------------------------------
 def status_line(info, records, shown: int) -> str:
     status = info.status
@@ -382,9 +427,10 @@ def run_view() -> None:
     if not records:
         return
     visible = records[: shown + 1]
+    learning, history = overview_figures(run_id, len(visible), fingerprint(visible[-1]), visible)
     left, right = st.columns(2)
-    left.plotly_chart(figures.learning_curve_figure(visible), key="trpo_learning")
-    right.plotly_chart(figures.trust_region_history_figure(visible), key="trpo_history")
+    left.plotly_chart(learning, key="trpo_learning")
+    right.plotly_chart(history, key="trpo_history")
 
     st.subheader("One update in detail")
     if len(visible) > 1 and not training:
@@ -392,18 +438,16 @@ def run_view() -> None:
     else:
         index = len(visible)
     record = visible[index - 1]
+    detail = detail_figures(run_id, record.update, fingerprint(record), record)
     left, right = st.columns(2)
-    left.plotly_chart(figures.cg_residuals_figure(record), key="trpo_cg")
+    left.plotly_chart(detail.cg, key="trpo_cg")
     left.caption(plain(cg_precision_note(record)))
-    right.plotly_chart(figures.line_search_figure(record), key="trpo_line_search")
+    right.plotly_chart(detail.line_search, key="trpo_line_search")
     left, right = st.columns([3, 2])
-    data = store.slice(run_id, record.update)
-    if data is not None:
-        try:
-            left.plotly_chart(figures.trust_region_slice_figure(slice_from_npz(data, record)),
-                              key="trpo_slice")
-        except StoreError as error:
-            left.warning(plain(error))
+    if detail.slice is not None:
+        left.plotly_chart(detail.slice, key="trpo_slice")
+    elif detail.slice_error:
+        left.warning(plain(detail.slice_error))
     else:
         left.info("No trust-region slice was stored for this update.")
     with right:
@@ -422,7 +466,7 @@ def run_view() -> None:
         )
         ev = explained_variance_text(record.explained_variance, record.returns_relative_variance)
         st.markdown(f"Explained variance: {plain(ev)}", help=EXPLAINED_VARIANCE_HELP)
-        rollout = store.media(run_id, "rollout")
+        rollout = rollout_of(run_id, current.updated)
         if rollout is not None:
             st.image(rollout[1], caption=f"The policy acting after update {rollout[0] + 1}")
 

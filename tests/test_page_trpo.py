@@ -129,6 +129,30 @@ def test_a_follow_link_is_read_only(stepped):
     assert any("read-only" in c for c in captions(at))
 
 
+FIGURES = ("learning_curve_figure", "trust_region_history_figure", "cg_residuals_figure",
+           "line_search_figure", "trust_region_slice_figure")
+
+
+def test_views_of_one_run_share_its_figures(stepped, monkeypatch):
+    """Followers cost a copy of each figure, not a build: the first view builds, others share."""
+    import streamlit as st
+
+    from trpo_viz.figures import trpo as figures
+
+    _, run_id = stepped
+    built = []
+    for name in FIGURES:
+        original = getattr(figures, name)
+        monkeypatch.setattr(figures, name, lambda *a, _f=original, _n=name, **k:
+                            (built.append(_n), _f(*a, **k))[1])
+    st.cache_resource.clear()
+    views = [new_page({"run": run_id, "follow": "1"}).run() for _ in range(3)]
+    views[0].run()  # a view's next tick with no new update builds nothing either
+    for view in views:
+        assert not view.exception and len(view.get("plotly_chart")) == 5
+    assert sorted(built) == sorted(FIGURES), "each figure is built once for all views"
+
+
 @pytest.mark.parametrize("query", [{}, {"follow": "1"}], ids=["owner", "follower"])
 def test_the_run_downloads_for_slides_as_one_html_file(stepped, query, monkeypatch):
     _, run_id = stepped
