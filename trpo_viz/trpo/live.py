@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import numbers
 import threading
 import time
 import weakref
@@ -22,15 +23,19 @@ from trpo_viz.trpo.archive import ArchiveError
 from trpo_viz.trpo.config import TRPOConfig
 from trpo_viz.trpo.limits import (  # noqa: F401 - re-exported
     MAX_BATCH,
+    MAX_EXACT_FISHER_DIM,
     MAX_HIDDEN,
     MAX_LAYERS,
     MAX_TIMESTEPS,
     RunLimitError,
+    check_exact_fisher,
     check_limits,
+    exact_fisher_size,
 )
 from trpo_viz.trpo.record import UpdateRecord
 from trpo_viz.trpo.saved_run import read_replay
 from trpo_viz.trpo.trainer import TRPOTrainer
+from trpo_viz.trpo.variants import VARIANTS
 
 MAX_CONCURRENT_RUNS = 4  # live trainers per server process
 MAX_UPLOAD_BYTES = 50 * 2**20
@@ -234,6 +239,9 @@ FORM_LABELS = {
     "gae_lambda": "λ (GAE)",
     "total_timesteps": "Total timesteps",
     "hidden_sizes": "Hidden sizes",
+    "variant": "Variant",
+    "pg_lr": "Learning rate (vanilla-pg)",
+    "exact_fisher": "Exact Fisher beside CG",
 }
 # Inclusive ranges the page accepts (the meaningful ones; the config itself allows more).
 FORM_RANGES = {
@@ -246,6 +254,19 @@ FORM_RANGES = {
     "gamma": (0.0, 1.0),
     "gae_lambda": (0.0, 1.0),
     "total_timesteps": (1_000, MAX_TIMESTEPS),
+    # vanilla-pg's Δ = pg_lr·g: 1 is about TRPO's δ on CartPole's first step, 10 overshoots
+    # (KL ≈ 1); the range leaves room to show a collapse without unbounded steps.
+    "pg_lr": (1e-4, 100.0),
+}
+# What each variant keeps of TRPO, in the words describe_config uses.
+VARIANT_TEXT = {
+    "trpo": "TRPO (natural step by CG scaled to δ, line search with KL ≤ δ)",
+    "npg": "npg (natural step by CG scaled to δ, no line search: KL not checked)",
+    "no-kl-check": "no-kl-check (natural step by CG scaled to δ, line search on the surrogate "
+                   "only: KL not checked)",
+    "gradient": "gradient (g instead of the natural gradient, scaled to the same quadratic KL, "
+                "line search with KL ≤ δ)",
+    "vanilla-pg": "vanilla-pg (Δ = {pg_lr}·g: no Fisher, no trust region, no line search)",
 }
 MAX_HIDDEN_TEXT = 100  # characters of the hidden-sizes field that are read at all
 
@@ -286,7 +307,11 @@ def config_from_form(env_id: str, **values) -> TRPOConfig:
     """A config from the task's defaults overridden by form values (validated, bounded).
 
     Out-of-range values are refused with a :class:`FormError` naming the form field and
-    its range: nothing is clamped or replaced.
+    its range: nothing is clamped or replaced. ``variant`` must be one of
+    :data:`~trpo_viz.trpo.variants.VARIANTS`, ``exact_fisher`` a bool; an exact Fisher
+    the trainer would skip (more parameters than ``exact_fisher_max_params``) or that
+    costs too much per update (:func:`~trpo_viz.trpo.limits.check_exact_fisher`) is
+    refused, not left to be skipped.
     """
     from trpo_viz.trpo.config import default_config
 
@@ -294,19 +319,58 @@ def config_from_form(env_id: str, **values) -> TRPOConfig:
     unknown = set(values) - known
     if unknown:
         raise RunLimitError(f"unknown settings: {', '.join(sorted(unknown))}")
+    check_form_values(values)
+    return checked_config(default_config(env_id, **values))
+
+
+def check_form_values(values: dict) -> None:
+    """Refuse a form value of the wrong kind or outside its range (:class:`FormError`)."""
     for name, (lo, hi) in FORM_RANGES.items():
-        if name in values and not lo <= values[name] <= hi:  # NaN fails too
+        if name not in values:
+            continue
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise FormError(
-                f"{FORM_LABELS[name]}: must be between {lo:g} and {hi:g}, got {values[name]:g}"
+                f"{FORM_LABELS[name]}: must be a number between {lo:g} and {hi:g}, "
+                f"got {value!r}"
             )
-    config = default_config(env_id, **values)
+        if not lo <= value <= hi:  # NaN fails too
+            raise FormError(
+                f"{FORM_LABELS[name]}: must be between {lo:g} and {hi:g}, got {value:g}"
+            )
+    if "variant" in values and values["variant"] not in VARIANTS:
+        raise FormError(
+            f"{FORM_LABELS['variant']}: must be one of {', '.join(VARIANTS)}, "
+            f"got {values['variant']!r}"
+        )
+    if "exact_fisher" in values and not isinstance(values["exact_fisher"], bool):
+        raise FormError(
+            f"{FORM_LABELS['exact_fisher']}: must be on or off (True or False), "
+            f"got {values['exact_fisher']!r}"
+        )
+
+
+def checked_config(config: TRPOConfig) -> TRPOConfig:
+    """``config`` if the server allows it (limits, exact-Fisher cost), in the form's words."""
     try:
         check_limits(config)
-    except RunLimitError:
-        raise
+        check_exact_fisher(config)
+    except RunLimitError as error:
+        raise RunLimitError(in_form_words(str(error))) from None
     except ValueError as error:
         raise FormError(in_form_words(str(error))) from None
     return config
+
+
+def variant_of(config: TRPOConfig, variant: str, pg_lr: float | None = None) -> TRPOConfig:
+    """The same run with another variant: the same seed and every other setting.
+
+    ``pg_lr`` (vanilla-pg's learning rate) replaces the config's when given. Both are
+    checked like form values (:class:`FormError` naming the field and its range).
+    """
+    values = {"variant": variant} | ({} if pg_lr is None else {"pg_lr": pg_lr})
+    check_form_values(values)
+    return checked_config(dataclasses.replace(config, **values))
 
 
 def _number(value) -> str:
@@ -326,8 +390,33 @@ def describe_config(config: TRPOConfig) -> str:
         f"{c.max_backtracks} backtracks, {c.batch_size:,} steps per update "
         f"({c.n_envs} envs × {c.n_steps:,}), γ = {_number(c.gamma)}, "
         f"λ_GAE = {_number(c.gae_lambda)}, hidden sizes {', '.join(map(str, c.hidden_sizes))}, "
-        f"{c.total_timesteps:,} total timesteps, seed {c.seed}"
+        f"{c.total_timesteps:,} total timesteps, seed {c.seed}; "
+        f"variant {describe_variant(c)}; {describe_exact_fisher(c)}"
     )
+
+
+def describe_variant(config: TRPOConfig) -> str:
+    """The variant and what it keeps of TRPO (vanilla-pg with its learning rate)."""
+    text = VARIANT_TEXT.get(config.variant, config.variant)
+    return text.format(pg_lr=_number(config.pg_lr))
+
+
+def describe_exact_fisher(config: TRPOConfig) -> str:
+    """Whether each update computes the exact Fisher, and if not why (plain text)."""
+    cap = config.exact_fisher_max_params
+    if not config.exact_fisher:
+        return "exact Fisher off"
+    size = exact_fisher_size(config)
+    if size is None:
+        return (f"exact Fisher beside CG for policies up to {cap:,} parameters (this task's "
+                "size is checked when the run starts; each update records whether it was "
+                "computed)")
+    if size.parameters > cap:
+        return (f"exact Fisher asked for but skipped: the policy has {size.parameters:,} "
+                f"parameters, above the cap of {cap:,} (each update records too_large)")
+    return (f"exact Fisher beside CG every update ({size.parameters:,} parameters, cap "
+            f"{cap:,}; F from {size.rows:,} Jacobian rows in float64, a diagnostic that "
+            "changes no step)")
 
 
 def form_differences(config: TRPOConfig, values: dict) -> list[str]:
