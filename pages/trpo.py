@@ -28,6 +28,7 @@ if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy p
     PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
     st.rerun()  # before the heavy imports below: the real app appears at once
 
+from live_charts import LiveFigure, live_figure, live_plotly_chart
 from trpo_viz.figures import trpo as figures
 from trpo_viz.runs.html import stored_run_html
 from trpo_viz.runs.registry import shared_registry
@@ -53,7 +54,7 @@ from trpo_viz.trpo.numerics import (
     explained_variance_text,
 )
 
-REFRESH_S = 0.8  # a watching view redraws this often (a fragment tick): ≥ once a second
+REFRESH_S = 1.0  # a watching view redraws this often (a fragment tick): once a second
 TOUCH_S = 15.0  # a view tells the store it is watching at most this often
 REPLAY_S = 0.6  # seconds per update while a replay plays
 ENDED = ("finished", "stopped", "failed", "imported")
@@ -334,17 +335,38 @@ def fingerprint(record) -> tuple:
     return record.update, record.total_timesteps, record.wall_s
 
 
+class Chart(NamedTuple):
+    """A figure for st.plotly_chart, and the same figure serialised for the live chart."""
+    figure: object
+    live: LiveFigure
+
+
+def chart(figure) -> Chart:
+    return Chart(figure, live_figure(figure))
+
+
+def draw(container, shown: Chart, key: str, live: bool) -> None:
+    """While the view ticks, a chart redraws in place (Plotly.react), never mounted again:
+    st.plotly_chart would mount a new chart for every new figure, which costs the browser
+    about three times as much CPU (benchmarks/bench_runs.py)."""
+    with container:
+        if live:
+            live_plotly_chart(shown.live, key=f"{key}_live")
+        else:
+            st.plotly_chart(shown.figure, key=key)
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
-def overview_figures(run_id: str, count: int, last: tuple, _records) -> tuple:
+def overview_figures(run_id: str, count: int, last: tuple, _records) -> tuple[Chart, Chart]:
     """The learning curve and the trust-region history of the run's first ``count`` updates."""
-    return (figures.learning_curve_figure(_records[:count]),
-            figures.trust_region_history_figure(_records[:count]))
+    return (chart(figures.learning_curve_figure(_records[:count])),
+            chart(figures.trust_region_history_figure(_records[:count])))
 
 
 class DetailFigures(NamedTuple):
-    cg: object
-    line_search: object
-    slice: object | None
+    cg: Chart
+    line_search: Chart
+    slice: Chart | None
     slice_error: str | None
 
 
@@ -355,11 +377,11 @@ def detail_figures(run_id: str, update: int, last: tuple, _record) -> DetailFigu
     plane, error = None, None
     if data is not None:
         try:
-            plane = figures.trust_region_slice_figure(slice_from_npz(data, _record))
+            plane = chart(figures.trust_region_slice_figure(slice_from_npz(data, _record)))
         except StoreError as exc:
             error = str(exc)
-    return DetailFigures(figures.cg_residuals_figure(_record), figures.line_search_figure(_record),
-                         plane, error)
+    return DetailFigures(chart(figures.cg_residuals_figure(_record)),
+                         chart(figures.line_search_figure(_record)), plane, error)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -428,9 +450,10 @@ def run_view() -> None:
         return
     visible = records[: shown + 1]
     learning, history = overview_figures(run_id, len(visible), fingerprint(visible[-1]), visible)
+    live = ticking(current)
     left, right = st.columns(2)
-    left.plotly_chart(learning, key="trpo_learning")
-    right.plotly_chart(history, key="trpo_history")
+    draw(left, learning, "trpo_learning", live)
+    draw(right, history, "trpo_history", live)
 
     st.subheader("One update in detail")
     if len(visible) > 1 and not training:
@@ -440,12 +463,12 @@ def run_view() -> None:
     record = visible[index - 1]
     detail = detail_figures(run_id, record.update, fingerprint(record), record)
     left, right = st.columns(2)
-    left.plotly_chart(detail.cg, key="trpo_cg")
+    draw(left, detail.cg, "trpo_cg", live)
     left.caption(plain(cg_precision_note(record)))
-    right.plotly_chart(detail.line_search, key="trpo_line_search")
+    draw(right, detail.line_search, "trpo_line_search", live)
     left, right = st.columns([3, 2])
     if detail.slice is not None:
-        left.plotly_chart(detail.slice, key="trpo_slice")
+        draw(left, detail.slice, "trpo_slice", live)
     elif detail.slice_error:
         left.warning(plain(detail.slice_error))
     else:

@@ -5,11 +5,14 @@ and write to the store. Tests wait for the store to reach a state, then rerun th
 (AppTest does not fire ``run_every`` ticks; the live redraw is checked in a browser).
 """
 
+import base64
+import json
 import os
 import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -149,8 +152,39 @@ def test_views_of_one_run_share_its_figures(stepped, monkeypatch):
     views = [new_page({"run": run_id, "follow": "1"}).run() for _ in range(3)]
     views[0].run()  # a view's next tick with no new update builds nothing either
     for view in views:
-        assert not view.exception and len(view.get("plotly_chart")) == 5
+        assert not view.exception and len(live_charts(view)) == 5
     assert sorted(built) == sorted(FIGURES), "each figure is built once for all views"
+
+
+def live_charts(at: AppTest) -> list[dict]:
+    """The figures of the charts that redraw in place (live_charts), as plotly.js gets them."""
+    return [json.loads(json.loads(e.proto.json_args)["spec"])
+            for e in at.get("component_instance")
+            if e.proto.component_name == "live_charts.live_plotly"]
+
+
+def values(array) -> list[float]:
+    """A plotly JSON array: a list, or a typed array (base64 ``bdata`` with its ``dtype``)."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), array["dtype"]).tolist()
+    return list(array)
+
+
+def test_a_ticking_view_draws_live_charts_and_a_still_one_streamlit_charts(stepped):
+    """A view that redraws (here: following) sends each figure to a chart that redraws in
+    place; a view of a paused run uses st.plotly_chart. Both show the stored data."""
+    _, run_id = stepped
+    follower = new_page({"run": run_id, "follow": "1"}).run()
+    owner = new_page({"run": run_id}).run()  # paused: nothing ticks
+    with RunStore(default_db_path()) as store:
+        records = store.records(run_id)
+    returns = sorted(r for record in records for r in record.episode_returns)
+    learning = live_charts(follower)[0]
+    assert sorted(values(learning["data"][0]["y"])) == pytest.approx(returns)
+    assert learning["layout"]["height"] > 0
+    assert not live_charts(owner) and len(owner.get("plotly_chart")) == 5
+    spec = json.loads(owner.get("plotly_chart")[0].proto.spec)
+    assert sorted(values(spec["data"][0]["y"])) == pytest.approx(returns)
 
 
 @pytest.mark.parametrize("query", [{}, {"follow": "1"}], ids=["owner", "follower"])

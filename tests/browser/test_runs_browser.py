@@ -73,6 +73,13 @@ def test_a_follower_watches_the_run_train_and_a_restart_keeps_it(browser, screen
         follower.goto(f"{url}/trpo?run={run_id}&follow=1")
         seen = wait_for_update_past(follower, 0)
         assert wait_for_update_past(follower, seen) > seen
+        # While it trains, the charts redraw in place (Plotly.react), not mounted anew:
+        # one chart's document counts three or more drawings of its own.
+        learning = next(f for f in follower.frames if "live_plotly" in f.url)
+        learning.wait_for_function(
+            "() => +(document.getElementById('chart')?.getAttribute('data-drawn') ?? 0) >= 3",
+            timeout=timeout_ms(120))
+        assert learning.locator(".js-plotly-plot .scatterlayer .trace").count() >= 2
         for label in ("Start", "Resume", "Pause", "Step", "Stop", "New run"):
             assert follower.get_by_role("button", name=label, exact=True).count() == 0
         assert follower.get_by_text("Task and hyperparameters").count() == 0
