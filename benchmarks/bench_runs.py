@@ -7,15 +7,18 @@ run configuration, each row in a fresh data folder and, for page rows, a fresh s
 - ``worker, no tab``: ``streamlit run app.py``; a tab presses Start on /trpo and closes at
   once, so the server's worker trains with nobody watching (its idle pause comes after
   600 s without a view: a row must finish before that).
-- ``page + N followers``: the tab that pressed Start stays open, and N more browser
-  contexts (one headless Chromium) open ``/trpo?run=<id>&follow=1``.
+- ``page + N followers``: the tab that pressed Start stays open (the speaker's laptop), and
+  N more browser contexts open ``/trpo?run=<id>&follow=1`` in a second headless Chromium
+  run at ``--followers-nice`` (19 by default: an audience watches on its own machines, so
+  its browsers take only the CPU that the trainer, the server and the owner's tab leave;
+  with 0 they compete for this machine's two cores on equal terms).
 
 Updates/s is read from the run store, polled every 50 ms: the time each update count is
 first seen. It is measured over the same window on every row, from update ``--warmup``
 (after TensorFlow's start-up and the first updates' tracing) to the last; on page rows the
 window starts only once every tab shows an update. CPU (cores busy, from /proc) is split
-into the trainer (the CLI or the worker process), the Streamlit server process, and the
-browser (Playwright and Chromium). "step s" is the trainer's own time per update (the
+into the trainer (the CLI or the worker process), the Streamlit server process, the owner's
+browser (Playwright and Chromium) and the followers' Chromium. "step s" is the trainer's own time per update (the
 records' ``wall_s``); the rest of the period is the slice, the store and the rollout GIF.
 
 Store cost: in this process, a fresh trainer runs real updates, and each update's slice
@@ -65,8 +68,8 @@ ENV = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 # ----------------------------------------------------------------------------- processes
 
 
-def process_table() -> dict[int, tuple[int, float, str]]:
-    """{pid: (parent pid, CPU seconds (user + system), command line)} of every process."""
+def process_table() -> dict[int, tuple[int, float, str, int]]:
+    """{pid: (parent pid, CPU seconds (user + system), command line, nice)} of every process."""
     table = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
@@ -76,7 +79,7 @@ def process_table() -> dict[int, tuple[int, float, str]]:
             continue
         fields = stat[stat.rfind(")") + 2:].split()
         table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK,
-                                  cmdline)
+                                  cmdline, int(fields[16]))
     return table
 
 
@@ -84,22 +87,25 @@ def descendants(table: dict, pid: int) -> set[int]:
     found, frontier = set(), [pid]
     while frontier:
         parent = frontier.pop()
-        children = [p for p, (ppid, _, _) in table.items() if ppid == parent]
+        children = [p for p, (ppid, *_) in table.items() if ppid == parent]
         found.update(children)
         frontier.extend(children)
     return found
 
 
 def cpu_by_group(trainer_root: int | None, server: int | None) -> dict[str, float]:
-    """CPU seconds so far: the trainer (CLI or worker), the server process, the browser."""
+    """CPU seconds so far: the trainer (CLI or worker), the server process, the owner's
+    browser (Playwright and Chromium at our niceness) and the followers' (reniced)."""
     table = process_table()
     server_tree = descendants(table, server) | {server} if server else set()
     workers = {p for p in server_tree if "trpo_viz.runs.worker" in table[p][2]}
     trainer = ({trainer_root} | descendants(table, trainer_root)) if trainer_root else workers
     ours = descendants(table, os.getpid()) - server_tree - trainer
+    mine = os.nice(0)
     return {"trainer": sum(table[p][1] for p in trainer if p in table),
             "server": table[server][1] if server in table else 0.0,
-            "browser": sum(table[p][1] for p in ours)}
+            "browser": sum(table[p][1] for p in ours if table[p][3] == mine),
+            "followers": sum(table[p][1] for p in ours if table[p][3] != mine)}
 
 
 def start_server(home: Path) -> tuple[subprocess.Popen, str]:
@@ -197,7 +203,7 @@ def headless_row(args) -> dict:
     return watch.result("headless (python -m trpo_viz train)", args.warmup, args.updates)
 
 
-def page_row(args, browser, followers: int | None) -> dict:
+def page_row(args, browser, followers: int | None, follower_browser=None) -> dict:
     """The owner's tab presses Step (the run is created, trains one update and pauses); the
     followers open and draw it; then Resume. ``followers`` None: the owner's tab closes
     right after Resume, so nobody watches while the worker trains."""
@@ -210,7 +216,7 @@ def page_row(args, browser, followers: int | None) -> dict:
         owner = new_tab(browser, contexts)
         run_id = press_step(owner, url, args.updates * BATCH)
         for _ in range(followers or 0):
-            tab = new_tab(browser, contexts)
+            tab = new_tab(follower_browser or browser, contexts)
             tab.goto(f"{url}/trpo?run={run_id}&follow=1")
         for context in contexts:  # every view draws the run before it trains on
             context.pages[0].get_by_text("Update 1 of 1").first.wait_for(
@@ -372,7 +378,7 @@ def print_report(args, rows: list[dict], store: dict | None) -> None:
           f"row; updates/s over the stored updates {args.warmup} → {args.updates} (page rows: "
           "from the first update after every tab shows one)")
     print(f"{'row':<36} {'window':>9} {'updates/s':>10} {'× headless':>11} {'step s':>8} "
-          f"{'trainer':>8} {'server':>7} {'browser':>8}   (CPU: cores busy)")
+          f"{'trainer':>8} {'server':>7} {'browser':>8} {'followers':>10}   (CPU: cores busy)")
     for r in rows:
         window = f"{r['window'][0]}→{r['window'][1]}"
         if r["updates_per_s"] is None:
@@ -383,7 +389,8 @@ def print_report(args, rows: list[dict], store: dict | None) -> None:
         cores = r["cores"]
         step = f"{r['step_s']:.3f}" if r["step_s"] is not None else "—"
         print(f"{r['row']:<36} {window:>9} {r['updates_per_s']:>10.3f} {ratio:>11} {step:>8} "
-              f"{cores['trainer']:>8.2f} {cores['server']:>7.2f} {cores['browser']:>8.2f}")
+              f"{cores['trainer']:>8.2f} {cores['server']:>7.2f} {cores['browser']:>8.2f} "
+              f"{cores['followers']:>10.2f}")
     if store:
         m = store["mean_s"]
         print(f"\nStore cost per update, in this process, mean of {store['timed_updates']} real "
@@ -422,6 +429,9 @@ def main() -> None:
                         help="real updates timed for the store cost (%(default)s)")
     parser.add_argument("--synth-updates", type=int, default=500,
                         help="appends for the database size (%(default)s)")
+    parser.add_argument("--followers-nice", type=int, default=19,
+                        help="niceness of the followers' Chromium (%(default)s: the audience's "
+                        "browsers are not on the server; 0: they compete with the trainer)")
     parser.add_argument("--row-timeout", type=float, default=1800.0, help="seconds per row")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of tables")
     args = parser.parse_args()
@@ -431,6 +441,8 @@ def main() -> None:
         parser.error(f"--followers: comma-separated counts, e.g. 0,1,10, got {args.followers!r}")
     if any(f < 0 or f > 50 for f in followers):
         parser.error("--followers: each count from 0 to 50")
+    if not 0 <= args.followers_nice <= 19:
+        parser.error("--followers-nice: from 0 to 19")
     if not 1 <= args.warmup <= args.updates - 3:
         parser.error("--warmup must be at least 1 and at least 3 below --updates")
     if args.store_updates < 1 or args.synth_updates < 1:
@@ -444,9 +456,17 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                  args=CHROMIUM_ARGS)
+            # The followers' tabs: one more Chromium, reniced (a talk's audience watches on
+            # its own machines, not on the server's CPUs); --followers-nice 0: equal footing.
+            wrapper = Path(tempfile.mkdtemp(prefix="bench-runs-")) / "chromium"
+            wrapper.write_text(f'#!/bin/sh\nexec nice -n {args.followers_nice} "{CHROMIUM}" "$@"\n')
+            wrapper.chmod(0o755)
+            audience = playwright.chromium.launch(executable_path=str(wrapper), headless=True,
+                                                  args=CHROMIUM_ARGS)
             for count in ([None] if args.no_tab_row else []) + followers:
-                rows.append(page_row(args, browser, count))
+                rows.append(page_row(args, browser, count, audience))
                 log(rows[-1], args)
+            audience.close()
             browser.close()
     store = store_cost(args)
     if args.json:
