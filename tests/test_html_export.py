@@ -330,6 +330,89 @@ def test_file_size_grows_by_kilobytes_per_update():
     assert sizes[8] < len(plotly_js()) + 300_000
 
 
+# ----------------------------------------------------------------------------- exact Fisher
+
+
+@pytest.fixture(scope="module")
+def exact_run():
+    """A tiny real run with the exact Fisher; its second update is replaced by the same
+    seed's second update over the exact-Fisher cap (a record without exact data)."""
+    from trpo_viz.trpo import TRPOTrainer, default_config
+
+    small = dict(n_envs=2, n_steps=128, value_batch_size=64, value_epochs=1, hidden_sizes=(8,),
+                 exact_fisher=True)
+    records = {}
+    for name, cap in (("exact", 20_000), ("skipped", 10)):
+        trainer = TRPOTrainer(default_config("CartPole-v1", exact_fisher_max_params=cap, **small))
+        try:
+            records[name] = [trainer.step() for _ in range(3)]
+        finally:
+            config = trainer.config
+            trainer.close()
+    mixed = [records["exact"][0], records["skipped"][1], records["exact"][2]]
+    return config.to_dict(), mixed
+
+
+@pytest.fixture(scope="module")
+def exact_page(exact_run):
+    config, records = exact_run
+    return run_export.run_html("exact Fisher", config, records, {})
+
+
+def test_exact_fisher_charts_travel_with_a_run_that_has_them(exact_run, exact_page):
+    from trpo_viz.figures import fisher as fisher_figures
+
+    config, records = exact_run
+    check_self_contained(exact_page)
+    ids = {a.get("id") for _, a in scan(exact_page).tags}
+    assert {"exact_time", "cg_exact", "spectrum"} <= ids
+    data = page_data(exact_page)
+    builders = {
+        "cg_exact": fisher_figures.cg_vs_exact_figure,
+        "spectrum": lambda r: fisher_figures.fisher_spectrum_figure(r, config["cg_damping"]),
+    }
+    for kind, build in builders.items():
+        for i, record in enumerate(records):
+            got = rebuilt(data["charts"][kind], i)
+            assert without_none(got) == without_none(figure_dict(build(record))), (kind, i)
+    over_time = fisher_figures.exact_over_time_figure(records)
+    assert without_none(data["exact_time"]) == without_none(figure_dict(over_time))
+    assert len(data["exact_time_axes"]) == 3  # the three panels' x axis is marked
+
+
+def test_embedded_exact_numbers_are_the_records(exact_run, exact_page):
+    config, records = exact_run
+    charts = page_data(exact_page)["charts"]
+    for i in (0, 2):
+        traces = {t.get("name"): t for t in rebuilt(charts["cg_exact"], i)["data"]}
+        np.testing.assert_allclose(typed(traces["‖x_k − s*‖ / ‖s*‖"]["y"]),
+                                   records[i].cg_exact_errors, rtol=1e-6)
+        cosines = typed([math.nan if v is None else v
+                         for v in traces["cos(x_k, s*)"]["y"]])
+        np.testing.assert_allclose(cosines, records[i].cg_exact_cosines[1:], rtol=1e-6)
+        spectrum = rebuilt(charts["spectrum"], i)["layout"]
+        eigenvalues = np.asarray(records[i].fisher_eigenvalues)
+        lam = config["cg_damping"]
+        assert spectrum["meta"]["kappa_damped"] == pytest.approx(
+            (eigenvalues.max() + lam) / (max(eigenvalues.min(), 0) + lam), rel=1e-9)
+    # The update without exact data says why, in its own chart and as a gap over time.
+    skipped = rebuilt(charts["cg_exact"], 1)
+    assert skipped["data"] == []
+    note = skipped["layout"]["annotations"][0]["text"].replace("<br>", " ")
+    assert "more parameters than the run's cap" in note
+    final = [t for t in page_data(exact_page)["exact_time"]["data"]
+             if t.get("name", "").startswith("‖x_K")][0]["y"]
+    assert final[1] is None and final[0] == pytest.approx(records[0].cg_exact_errors[-1])
+
+
+def test_a_run_without_exact_data_has_no_exact_charts(run_page):
+    data = page_data(run_page)
+    assert set(data["charts"]) == {"cg", "line_search", "slice"}
+    assert "exact_time" not in data
+    assert not {"exact_time", "cg_exact", "spectrum"} & {a.get("id") for _, a in
+                                                         scan(run_page).tags}
+
+
 # ----------------------------------------------------------------------------- store and CLI
 
 
@@ -606,6 +689,38 @@ def test_run_page_replays_updates_offline(chromium, run_page, run, tmp_path):
     finally:
         context.close()
     assert errors == []
+
+
+@pytest.mark.browser
+def test_exact_fisher_charts_follow_the_slider_offline(chromium, exact_run, exact_page,
+                                                       tmp_path):
+    _, records = exact_run
+    path = tmp_path / "exact.html"
+    path.write_text(exact_page, encoding="utf-8")
+    errors: list[str] = []
+    context, tab = offline_tab(chromium, errors)
+    try:
+        tab.goto(path.as_uri())
+        tab.wait_for_function("(document.querySelector('#cg_exact .gtitle') || {})"
+                              ".textContent?.includes('update 3')")
+        tab.wait_for_function("document.getElementById('spectrum').data?.length > 0")
+        # the over-time chart marks the selected update on each of its three panels
+        tab.wait_for_function("document.getElementById('exact_time').layout?.shapes"
+                              "?.filter((s) => s.x0 === 3).length === 3")
+        tab.locator("#update-slider").fill("1")  # the update without exact data
+        tab.wait_for_function("document.querySelector('#cg_exact').textContent"
+                              ".includes('more parameters than the')")
+        tab.wait_for_function("document.getElementById('exact_time').layout.shapes"
+                              ".filter((s) => s.x0 === 2).length === 3")
+        tab.locator("#update-slider").fill("0")
+        tab.wait_for_function("document.querySelector('#cg_exact .gtitle')"
+                              ".textContent.includes('update 1')")
+        assert tab.evaluate("document.getElementById('cg_exact').data.length") > 0
+        tab.screenshot(path=str(screenshot_dir() / "html-export-exact.png"), full_page=True)
+    finally:
+        context.close()
+    assert errors == []
+    assert len(records) == 3
 
 
 @pytest.mark.browser

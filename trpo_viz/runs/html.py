@@ -3,7 +3,11 @@
 The page shows the run's settings, its learning curve and trust-region history, and
 a slider (with ◀ / ▶ buttons, ←/→ keys and Play) over the updates that switches the
 per-update charts: CG residuals, line search and the trust-region slice. The learning
-curve and history mark the selected update.
+curve and history mark the selected update. A run with the exact Fisher
+(``exact_fisher``: at least one update computed it) adds, per update, CG against the
+exact natural gradient and the Fisher's spectrum (:mod:`trpo_viz.figures.fisher`; an
+update without exact data says why), and the exact natural gradient over the run,
+which marks the selected update too.
 
 Size: plotly.js (about 4.8 MB) is inlined once. Each chart kind travels as one base
 figure (the first update's) plus, per update, only the top-level layout keys and trace
@@ -23,6 +27,7 @@ import math
 
 import numpy as np
 
+from trpo_viz.figures import fisher as fisher_figures
 from trpo_viz.figures import trpo as trpo_figures
 from trpo_viz.figures.html import PLOT_CONFIG, definition_list, figure_dict, html_page, split_common
 
@@ -103,11 +108,15 @@ def run_html(info_name: str, config: dict, records: list, slices: dict[int, dict
                         f"replays {len(shown)} of them, evenly spaced (first and last "
                         "included). The learning curve and history show every update.</p>")
         body.append(_CONTROLS.format(last=len(shown) - 1))
+        charts = _charts(records, shown, slices, _damping(config))
+        exact = ('<div id="exact_time" class="chart"></div><div id="cg_exact" class="chart">'
+                 '</div><div id="spectrum" class="chart"></div>' if "exact_time" in charts
+                 else "")
         body.append('<div class="grid"><div id="learning" class="chart"></div>'
                     '<div id="history" class="chart"></div>'
                     '<div id="cg" class="chart"></div><div id="line_search" class="chart"></div>'
-                    '<div id="slice" class="chart"></div></div>')
-        data.update(_charts(records, shown, slices))
+                    f'<div id="slice" class="chart"></div>{exact}</div>')
+        data.update(charts)
         data["updates"] = [_update_info(r, len(records)) for r in shown]
     body.append(f"<h2>Settings</h2>{definition_list(_settings(config))}")
     body.append("<footer>Exported from trpo-viz. Self-contained: opens offline, "
@@ -146,8 +155,22 @@ def _update_info(record, total: int) -> dict:
             "timesteps": record.total_timesteps, "mean_return": mean if finite_mean else None}
 
 
-def _charts(records: list, shown: list, slices: dict[int, dict]) -> dict:
-    """The static charts whole; the per-update ones as a base figure plus patches."""
+def _damping(config: dict) -> float | None:
+    """The run's CG damping λ from its settings (None if it is not a finite number ≥ 0)."""
+    value = config.get("cg_damping")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def _charts(records: list, shown: list, slices: dict[int, dict],
+            damping: float | None = None) -> dict:
+    """The static charts whole; the per-update ones as a base figure plus patches.
+
+    A run with exact-Fisher data (any update) also gets, per update, CG against the
+    exact solution and the Fisher's spectrum (with the run's damping ``damping``), and
+    the exact natural gradient over the run (marked like the history).
+    """
     # Each figure becomes a plain dict at once: a thousand live Plotly figures would make
     # every garbage collection crawl through millions of their objects.
     per_update = {
@@ -158,12 +181,22 @@ def _charts(records: list, shown: list, slices: dict[int, dict]) -> dict:
                   for r in shown],
     }
     history = figure_dict(trpo_figures.trust_region_history_figure(records))
-    return {
+    out = {
         "learning": figure_dict(trpo_figures.learning_curve_figure(records)),
         "history": history,
         "history_axes": _axis_pairs(history["layout"]),
-        "charts": {kind: patched(figs) for kind, figs in per_update.items()},
     }
+    if any(fisher_figures.has_exact(r) for r in records):
+        per_update["cg_exact"] = [figure_dict(fisher_figures.cg_vs_exact_figure(r))
+                                  for r in shown]
+        if damping is not None:
+            per_update["spectrum"] = [
+                figure_dict(fisher_figures.fisher_spectrum_figure(r, damping)) for r in shown]
+        exact_time = figure_dict(fisher_figures.exact_over_time_figure(records))
+        out["exact_time"] = exact_time
+        out["exact_time_axes"] = _y_axis_pairs(exact_time["layout"])
+    out["charts"] = {kind: patched(figs) for kind, figs in per_update.items()}
+    return out
 
 
 def _axis_pairs(layout: dict) -> list[list[str]]:
@@ -172,6 +205,15 @@ def _axis_pairs(layout: dict) -> list[list[str]]:
     for key in sorted(k for k in layout if k.startswith("xaxis")):
         xref = "x" + key[len("xaxis"):]
         pairs.append([xref, str((layout[key] or {}).get("anchor", "y"))])
+    return pairs or [["x", "y"]]
+
+
+def _y_axis_pairs(layout: dict) -> list[list[str]]:
+    """Each y axis with the x axis it is anchored to (panels stacked on one shared x)."""
+    pairs = []
+    for key in sorted(k for k in layout if k.startswith("yaxis")):
+        yref = "y" + key[len("yaxis"):]
+        pairs.append([str((layout[key] or {}).get("anchor", "x")), yref])
     return pairs or [["x", "y"]]
 
 
@@ -247,14 +289,19 @@ _SCRIPT = """
             line: {color: "#ff7f0e", width: 2, dash: "dot"}};
   }
 
-  // The learning curve and history are drawn once; then only their marks move.
+  // The learning curve and the per-update histories are drawn once; then only their
+  // marks move. Each history marks the selected update on every x axis of its panels.
   const marker = {color: "#ff7f0e", size: 14, symbol: "diamond", line: {color: "black", width: 1}};
+  const histories = [["history", page.history, page.history_axes]];
+  if (page.exact_time) {
+    histories.push(["exact_time", page.exact_time, page.exact_time_axes]);
+  }
   let marked = false;
   function mark(info) {
     const learningShapes = (page.learning.layout.shapes || [])
       .concat([vline(["x", "y"], info.timesteps)]);
-    const historyShapes = (page.history.layout.shapes || [])
-      .concat(page.history_axes.map((pair) => vline(pair, info.label)));
+    const shapes = (figure, axes) => (figure.layout.shapes || [])
+      .concat(axes.map((pair) => vline(pair, info.label)));
     const name = "update " + info.label;
     if (!marked) {
       marked = true;
@@ -262,15 +309,19 @@ _SCRIPT = """
       learning.layout.shapes = learningShapes;
       learning.data.push({type: "scatter", mode: "markers", name: name, marker: marker,
                           x: [info.timesteps], y: [info.mean_return]});
-      const history = clone(page.history);
-      history.layout.shapes = historyShapes;
       Plotly.newPlot("learning", learning.data, learning.layout, page.config);
-      Plotly.newPlot("history", history.data, history.layout, page.config);
+      for (const [id, figure, axes] of histories) {
+        const drawn = clone(figure);
+        drawn.layout.shapes = shapes(figure, axes);
+        Plotly.newPlot(id, drawn.data, drawn.layout, page.config);
+      }
       return;
     }
     Plotly.update("learning", {x: [[info.timesteps]], y: [[info.mean_return]], name: [name]},
                   {shapes: learningShapes}, [page.learning.data.length]);
-    Plotly.relayout("history", {shapes: historyShapes});
+    for (const [id, figure, axes] of histories) {
+      Plotly.relayout(id, {shapes: shapes(figure, axes)});
+    }
   }
 
   function draw(id, figure) {
@@ -288,10 +339,11 @@ _SCRIPT = """
     drawn = wanted;
     const info = updates[drawn];
     mark(info);
-    draw("cg", figureAt("cg", drawn));
-    draw("line_search", figureAt("line_search", drawn));
-    draw("slice", figureAt("slice", drawn) ||
-         absent("no trust-region slice stored for update " + info.label));
+    for (const kind of Object.keys(page.charts)) {
+      draw(kind, figureAt(kind, drawn) ||
+           absent("no " + (kind === "slice" ? "trust-region slice" : kind) +
+                  " stored for update " + info.label));
+    }
   }
 
   function show(i) {
