@@ -2,14 +2,18 @@
 the plotted numbers checked against the records and against numpy."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 
 from trpo_viz.figures import fisher as figures
+from trpo_viz.figures import plain
+from trpo_viz.figures.fisher_spectrum import fisher_spectrum_figure
 from trpo_viz.trpo.numerics import first_rounding_iteration
 
+ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(n_envs=2, n_steps=128, value_batch_size=64, value_epochs=1, hidden_sizes=(8,))
 
 
@@ -139,6 +143,22 @@ def test_variant_without_cg_shows_its_one_iterate_and_the_gradient_cosine(runs):
 # ----------------------------------------------------------------------------- spectrum
 
 
+def test_the_spectrum_figure_is_reachable_from_both_modules():
+    import subprocess
+    import sys
+
+    assert figures.fisher_spectrum_figure is fisher_spectrum_figure
+    with pytest.raises(AttributeError):
+        figures.no_such_figure  # noqa: B018
+    # either module may be imported first
+    for first in ("trpo_viz.figures.fisher_spectrum", "trpo_viz.figures.fisher"):
+        code = (f"import {first}, trpo_viz.figures.fisher as f; "
+                "print(f.fisher_spectrum_figure.__module__)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=120, cwd=str(ROOT))
+        assert out.stdout.strip() == "trpo_viz.figures.fisher_spectrum", out.stderr
+
+
 def test_condition_numbers_are_numpys(runs):
     for name in ("exact", "pendulum"):
         config, records = runs[name]
@@ -162,15 +182,15 @@ def test_spectrum_figure_states_kappa_with_and_without_damping(runs):
         config, records = runs[name]
         record = records[-1]
         lam = config.cg_damping
-        fig = _valid(figures.fisher_spectrum_figure(record, lam))
+        fig = _valid(fisher_spectrum_figure(record, lam))
         values = np.asarray(record.fisher_eigenvalues)
         kappa_damped = _kappa_damped(values, lam)
         assert fig.layout.meta["kappa_damped"] == pytest.approx(kappa_damped, rel=1e-12)
         text = _text(fig)
-        assert f"κ(F + λI) = (λ_max + λ)/(λ_min + λ) = {figures._number(kappa_damped)}" in text
+        assert f"κ(F + λI) = (λ_max + λ)/(λ_min + λ) = {plain.number(kappa_damped)}" in text
         zeros = int(np.count_nonzero(values == 0))
         if values.min() > 0:
-            assert f"κ(F) = {figures._number(values.max() / values.min())}" in text
+            assert f"κ(F) = {plain.number(values.max() / values.min())}" in text
             assert fig.layout.meta["kappa"] == pytest.approx(values.max() / values.min())
         else:
             assert "κ(F) = ∞" in text and f"{zeros:,} of {len(values):,} eigenvalues are 0" in text
@@ -188,7 +208,7 @@ def test_spectrum_figure_states_kappa_with_and_without_damping(runs):
 def test_ritz_values_sit_where_they_fall_in_the_spectrum(runs):
     config, records = runs["exact"]
     record = records[-1]
-    fig = figures.fisher_spectrum_figure(record, config.cg_damping)
+    fig = fisher_spectrum_figure(record, config.cg_damping)
     ritz = _trace(fig, "Ritz values of F + λI")
     np.testing.assert_array_equal(ritz.y, record.cg_ritz_values)
     damped = np.sort(np.asarray(record.fisher_eigenvalues) + config.cg_damping)[::-1]
@@ -204,18 +224,18 @@ def test_ritz_values_alone_without_exact_eigenvalues(runs):
     config, records = runs["too_large"]
     record = records[-1]
     assert record.fisher_eigenvalues == [] and record.cg_ritz_values
-    fig = _valid(figures.fisher_spectrum_figure(record, config.cg_damping))
+    fig = _valid(fisher_spectrum_figure(record, config.cg_damping))
     ritz = _trace(fig, "Ritz values of F + λI")
     np.testing.assert_array_equal(ritz.y, sorted(record.cg_ritz_values, reverse=True))
     bound = max(record.cg_ritz_values) / min(record.cg_ritz_values)
     assert fig.layout.meta["ritz_kappa"] == pytest.approx(bound)
     text = _text(fig)
-    assert f"κ(F + λI) ≥ θ_max/θ_min = {figures._number(bound)}" in text
+    assert f"κ(F + λI) ≥ θ_max/θ_min = {plain.number(bound)}" in text
     assert "more parameters than the run's cap" in text
     # no CG, no Ritz values, no exact eigenvalues: a figure that says so
     _, (plain_gradient,) = runs["gradient"]
     empty = type(plain_gradient)(0, 0, variant="gradient")
-    assert "no Ritz values" in _text(figures.fisher_spectrum_figure(empty, 0.1))
+    assert "no Ritz values" in _text(fisher_spectrum_figure(empty, 0.1))
 
 
 # ----------------------------------------------------------------------------- over time

@@ -361,6 +361,7 @@ def exact_page(exact_run):
 
 def test_exact_fisher_charts_travel_with_a_run_that_has_them(exact_run, exact_page):
     from trpo_viz.figures import fisher as fisher_figures
+    from trpo_viz.figures.fisher_spectrum import fisher_spectrum_figure
 
     config, records = exact_run
     check_self_contained(exact_page)
@@ -369,7 +370,7 @@ def test_exact_fisher_charts_travel_with_a_run_that_has_them(exact_run, exact_pa
     data = page_data(exact_page)
     builders = {
         "cg_exact": fisher_figures.cg_vs_exact_figure,
-        "spectrum": lambda r: fisher_figures.fisher_spectrum_figure(r, config["cg_damping"]),
+        "spectrum": lambda r: fisher_spectrum_figure(r, config["cg_damping"]),
     }
     for kind, build in builders.items():
         for i, record in enumerate(records):

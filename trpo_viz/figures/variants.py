@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from trpo_viz.figures.fisher import _figure, _finite, _header, _layout, _message_figure, _scatter
+from trpo_viz.figures import plain
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
 BOUND_COLOR = "#7f7f7f"
@@ -53,8 +53,11 @@ def run_summary(label: str, records: Sequence) -> str:
     """One line of facts about a run: steps above δ, rejections, the largest KL and fall."""
     above = [r for r in records if kl_above_delta(r)]
     rejected = [r for r in records if step_rejected(r)]
-    parts = [f"{label}: {len(records)} updates",
-             f"{len(above)} steps with KL above δ", f"{len(rejected)} rejected"]
+    parts = [
+        f"{label}: {len(records)} updates",
+        f"{len(above)} steps with KL above δ",
+        f"{len(rejected)} rejected",
+    ]
     kls = [r.kl for r in records if r.accepted]
     if kls:
         largest = max(kls, key=lambda v: v if math.isfinite(v) else math.inf)
@@ -67,15 +70,17 @@ def run_summary(label: str, records: Sequence) -> str:
     fall = largest_fall(records)
     if fall is not None:
         best_update, best, low_update, low = fall
-        parts.append(f"mean return fell from {best:.4g} (update {best_update}) to {low:.4g} "
-                     f"(update {low_update})")
+        parts.append(
+            f"mean return fell from {best:.4g} (update {best_update}) to {low:.4g} "
+            f"(update {low_update})"
+        )
     return " · ".join(parts)
 
 
 def _rejection_text(record) -> str:
     """The status of a step not taken, with the KL its full step would have had."""
     text = record.step_status or "rejected"
-    if record.candidates and _finite(record.candidates[0].kl):
+    if record.candidates and plain.finite(record.candidates[0].kl):
         text += f"; the full step's KL was {record.candidates[0].kl:.3g}"
     return text
 
@@ -92,61 +97,118 @@ def variant_overlay_figure(runs: Sequence[tuple[str, Sequence]]) -> go.Figure:
     title = "Variants side by side (same seed)"
     runs = [(str(label), list(records)) for label, records in runs]
     if not any(records for _, records in runs):
-        return _message_figure(title, "No updates to compare yet.")
+        return plain.message_figure(title, "No updates to compare yet.")
     data: list = []
     deltas = sorted({r.max_kl for _, records in runs for r in records})
     last_update = max(len(records) for _, records in runs)
     for delta in deltas:
-        data.append(_scatter(x=[1, max(last_update, 1)], y=[delta, delta], mode="lines",
-                             name=f"δ = {delta:g}", xaxis="x2", yaxis="y2",
-                             line={"color": BOUND_COLOR, "dash": "dash"}))
+        data.append(
+            plain.scatter(
+                x=[1, max(last_update, 1)],
+                y=[delta, delta],
+                mode="lines",
+                name=f"δ = {delta:g}",
+                xaxis="x2",
+                yaxis="y2",
+                line={"color": BOUND_COLOR, "dash": "dash"},
+            )
+        )
     for i, (label, records) in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
         mode = "lines+markers" if len(records) <= MAX_MARKED_UPDATES else "lines"
         group = f"run{i}"
-        data.append(_scatter(
-            x=[r.total_timesteps for r in records],
-            y=[r.mean_return if _finite(r.mean_return) else None for r in records],
-            mode=mode, name=f"{label}: mean return", legendgroup=group,
-            line={"color": color}, marker={"size": 5}, connectgaps=False))
-        data.append(_scatter(
-            x=[r.update + 1 for r in records],
-            y=[r.kl if r.accepted and _finite(r.kl) and r.kl > 0 else None for r in records],
-            mode=mode, name=f"{label}: KL of the step", legendgroup=group, xaxis="x2",
-            yaxis="y2", line={"color": color}, marker={"size": 5}, connectgaps=False))
+        data.append(
+            plain.scatter(
+                x=[r.total_timesteps for r in records],
+                y=[r.mean_return if plain.finite(r.mean_return) else None for r in records],
+                mode=mode,
+                name=f"{label}: mean return",
+                legendgroup=group,
+                line={"color": color},
+                marker={"size": 5},
+                connectgaps=False,
+            )
+        )
+        data.append(
+            plain.scatter(
+                x=[r.update + 1 for r in records],
+                y=[
+                    r.kl if r.accepted and plain.finite(r.kl) and r.kl > 0 else None
+                    for r in records
+                ],
+                mode=mode,
+                name=f"{label}: KL of the step",
+                legendgroup=group,
+                xaxis="x2",
+                yaxis="y2",
+                line={"color": color},
+                marker={"size": 5},
+                connectgaps=False,
+            )
+        )
         above = [r for r in records if kl_above_delta(r)]
-        data.append(_scatter(
-            x=[r.update + 1 for r in above],
-            y=[r.kl if _finite(r.kl) else None for r in above],
-            mode="markers", name=f"{label}: KL above δ ({len(above)})", legendgroup=group,
-            xaxis="x2", yaxis="y2",
-            marker={"color": color, "size": 11, "symbol": "triangle-up",
-                    "line": {"color": "black", "width": 1}},
-            customdata=[r.kl / r.max_kl if r.max_kl > 0 and _finite(r.kl) else None
-                        for r in above],
-            hovertemplate="update %{x}: KL %{y:.3g} = %{customdata:.3g}·δ<extra>"
-                          f"{label}</extra>"))
+        data.append(
+            plain.scatter(
+                x=[r.update + 1 for r in above],
+                y=[r.kl if plain.finite(r.kl) else None for r in above],
+                mode="markers",
+                name=f"{label}: KL above δ ({len(above)})",
+                legendgroup=group,
+                xaxis="x2",
+                yaxis="y2",
+                marker={
+                    "color": color,
+                    "size": 11,
+                    "symbol": "triangle-up",
+                    "line": {"color": "black", "width": 1},
+                },
+                customdata=[
+                    r.kl / r.max_kl if r.max_kl > 0 and plain.finite(r.kl) else None for r in above
+                ],
+                hovertemplate="update %{x}: KL %{y:.3g} = %{customdata:.3g}·δ<extra>"
+                f"{label}</extra>",
+            )
+        )
         rejected = [r for r in records if step_rejected(r)]
-        data.append(_scatter(
-            x=[r.update + 1 for r in rejected], y=[r.max_kl for r in rejected],
-            mode="markers", name=f"{label}: step rejected ({len(rejected)})",
-            legendgroup=group, xaxis="x2", yaxis="y2",
-            marker={"color": color, "size": 12, "symbol": "x",
-                    "line": {"color": color, "width": 1}},
-            text=[_rejection_text(r) for r in rejected],
-            hovertemplate="update %{x}: no step taken (%{text}); θ kept, KL 0<extra>"
-                          f"{label}</extra>"))
-    header, top = _header([run_summary(label, records) for label, records in runs], 150)
-    layout = _layout(
-        title, 640,
+        data.append(
+            plain.scatter(
+                x=[r.update + 1 for r in rejected],
+                y=[r.max_kl for r in rejected],
+                mode="markers",
+                name=f"{label}: step rejected ({len(rejected)})",
+                legendgroup=group,
+                xaxis="x2",
+                yaxis="y2",
+                marker={
+                    "color": color,
+                    "size": 12,
+                    "symbol": "x",
+                    "line": {"color": color, "width": 1},
+                },
+                text=[_rejection_text(r) for r in rejected],
+                hovertemplate="update %{x}: no step taken (%{text}); θ kept, KL 0<extra>"
+                f"{label}</extra>",
+            )
+        )
+    header, top = plain.header([run_summary(label, records) for label, records in runs], 150)
+    figure_layout = plain.layout(
+        title,
+        640,
         xaxis={"title": {"text": "timesteps"}, "anchor": "y"},
         yaxis={"title": {"text": "mean return"}, "domain": [0.58, 1.0]},
-        xaxis2={"title": {"text": "update"}, "anchor": "y2",
-                "dtick": 1 if last_update <= 20 else None},
-        yaxis2={"title": {"text": "KL(π_old ‖ π_new)"}, "domain": [0.0, 0.42],
-                "type": "log", "exponentformat": "power"},
+        xaxis2={
+            "title": {"text": "update"},
+            "anchor": "y2",
+            "dtick": 1 if last_update <= 20 else None,
+        },
+        yaxis2={
+            "title": {"text": "KL(π_old ‖ π_new)"},
+            "domain": [0.0, 0.42],
+            "type": "log",
+            "exponentformat": "power",
+        },
         annotations=[header],
         margin={"l": 60, "r": 20, "t": top, "b": 50},
         legend={"orientation": "h", "y": -0.12, "yanchor": "top", "x": 0},
     )
-    return _figure(data, layout)
+    return plain.figure(data, figure_layout)

@@ -5,7 +5,8 @@ a slider (with ◀ / ▶ buttons, ←/→ keys and Play) over the updates that s
 per-update charts: CG residuals, line search and the trust-region slice. The learning
 curve and history mark the selected update. A run with the exact Fisher
 (``exact_fisher``: at least one update computed it) adds, per update, CG against the
-exact natural gradient and the Fisher's spectrum (:mod:`trpo_viz.figures.fisher`; an
+exact natural gradient and the Fisher's spectrum (:mod:`trpo_viz.figures.fisher`,
+:mod:`trpo_viz.figures.fisher_spectrum`; an
 update without exact data says why), and the exact natural gradient over the run,
 which marks the selected update too.
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from trpo_viz.figures import fisher as fisher_figures
 from trpo_viz.figures import trpo as trpo_figures
+from trpo_viz.figures.fisher_spectrum import fisher_spectrum_figure
 from trpo_viz.figures.html import PLOT_CONFIG, definition_list, figure_dict, html_page, split_common
 
 MAX_REPLAYED = 1000  # updates with their own CG, line-search and slice charts in one file
@@ -191,7 +193,7 @@ def _charts(records: list, shown: list, slices: dict[int, dict],
                                   for r in shown]
         if damping is not None:
             per_update["spectrum"] = [
-                figure_dict(fisher_figures.fisher_spectrum_figure(r, damping)) for r in shown]
+                figure_dict(fisher_spectrum_figure(r, damping)) for r in shown]
         exact_time = figure_dict(fisher_figures.exact_over_time_figure(records))
         out["exact_time"] = exact_time
         out["exact_time_axes"] = _y_axis_pairs(exact_time["layout"])
