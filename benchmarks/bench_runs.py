@@ -18,8 +18,9 @@ first seen. It is measured over the same window on every row, from update ``--wa
 (after TensorFlow's start-up and the first updates' tracing) to the last; on page rows the
 window starts only once every tab shows an update. CPU (cores busy, from /proc) is split
 into the trainer (the CLI or the worker process), the Streamlit server process, the owner's
-browser (Playwright and Chromium) and the followers' Chromium. "step s" is the trainer's own time per update (the
-records' ``wall_s``); the rest of the period is the slice, the store and the rollout GIF.
+browser (Playwright and Chromium) and the followers' Chromium. "step s" is the trainer's
+own time per update (the records' ``wall_s``); the rest of the period is the slice, the
+store and the rollout GIF.
 
 Store cost: in this process, a fresh trainer runs real updates, and each update's slice
 serialisation, checkpoint (``checkpoint_bytes``) and ``RunStore.append_update`` (record,

@@ -1,8 +1,9 @@
 """TRPO live: a view of one stored run, trained by the server's worker, never by this page.
 
 URL: ``/trpo`` (settings; Start creates a run), ``/trpo?run=<id>`` (that run: a reload,
-a second tab or a link shows the same run with its whole history), and
-``/trpo?run=<id>&follow=1`` (read-only: no settings, no controls).
+a second tab or a link shows the same run with its whole history),
+``/trpo?run=<id>&follow=1`` (read-only: no settings, no controls), and ``&beside=<id>``
+(a second run of the same seed with another variant, overlaid on the first).
 
 The page sends commands (start, pause, resume, step, stop) to the run registry and draws
 what the run store holds, redrawing at its own pace while the run trains: it skips the
@@ -19,7 +20,6 @@ Session state:
 import functools
 import string
 import time
-from typing import NamedTuple
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -28,23 +28,21 @@ if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy p
     PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
     st.rerun()  # before the heavy imports below: the real app appears at once
 
-from live_charts import LiveFigure, live_figure, live_plotly_chart
-from trpo_viz.figures import trpo as figures
+from app_parts.trpo_charts import (
+    beside_figure,
+    detail_figures,
+    draw,
+    fingerprint,
+    overview_figures,
+    rollout_of,
+)
+from app_parts.trpo_form import VARIANT_NAMES, settings_form
 from trpo_viz.runs.html import stored_run_html
 from trpo_viz.runs.registry import shared_registry
 from trpo_viz.runs.store import StoreError, default_db_path
-from trpo_viz.runs.validate import slice_from_npz
-from trpo_viz.trpo.config import CLASSIC_CONTROL_ENVS, FVP_DTYPES, available_envs, default_config
 from trpo_viz.trpo.live import (
-    FORM_LABELS,
-    FORM_RANGES,
-    MAX_BATCH,
-    MAX_HIDDEN,
-    MAX_LAYERS,
-    config_from_form,
     describe_config,
-    form_differences,
-    parse_hidden_sizes,
+    variant_of,
 )
 from trpo_viz.trpo.numerics import (
     EXPLAINED_VARIANCE_HELP,
@@ -53,6 +51,7 @@ from trpo_viz.trpo.numerics import (
     damping_share,
     explained_variance_text,
 )
+from trpo_viz.trpo.variants import VARIANTS
 
 REFRESH_S = 1.0  # a watching view redraws this often (a fragment tick): once a second
 TOUCH_S = 15.0  # a view tells the store it is watching at most this often
@@ -92,6 +91,7 @@ def watching(run_id: str) -> None:
 
 
 def set_run(run_id: str | None) -> None:
+    st.query_params.pop("beside", None)
     if run_id is None:
         st.query_params.pop("run", None)
         st.query_params.pop("follow", None)
@@ -125,6 +125,14 @@ if run_id is not None:
 elif follow:
     st.error("This follow link names no run (it needs ?run=<id>&follow=1).", icon="⚠️")
     st.stop()
+beside_id = st.query_params.get("beside") if info is not None else None
+beside = None
+if beside_id is not None:
+    try:
+        beside = registry().view(beside_id)
+    except StoreError as error:
+        st.warning(plain(f"Cannot show the run beside this one: {error}."), icon=":material/error:")
+        beside_id = None
 
 st.title("TRPO live")
 st.caption(
@@ -135,118 +143,7 @@ st.caption(
 )
 
 # ---- Settings (not in follow mode) ---------------------------------------------------------
-def range_help(name: str, text: str) -> str:
-    lo, hi = FORM_RANGES[name]
-    return f"{text} From {lo:g} to {hi:g}; other values are refused, never replaced."
-
-
-if not follow:
-    envs = available_envs()
-    missing_mujoco = len(envs) == len(CLASSIC_CONTROL_ENVS)
-    with st.expander("Task and hyperparameters", expanded=info is None):
-        if info is not None:
-            st.caption("These settings apply to a new run: press **New run**, then **Start**.")
-        env_id = st.selectbox("Task", envs, key="trpo_env")
-        if missing_mujoco:
-            st.caption("MuJoCo tasks (Hopper-v5, …) appear here when `gymnasium[mujoco]` is "
-                       "installed.")
-        defaults = default_config(env_id)
-        # Number fields have no min/max: Streamlit would keep its last valid value when a typed
-        # one is out of range. Here every typed value reaches config_from_form, which applies
-        # it exactly or refuses it with a message naming the field and its range.
-        c1, c2, c3, c4 = st.columns(4)
-        max_kl = c1.number_input(
-            "δ (max KL)",
-            value=defaults.max_kl,
-            step=0.001,
-            format="%g",
-            key=f"trpo_max_kl_{env_id}",
-            help=range_help("max_kl", "Trust-region radius on the mean KL(π_old ‖ π)."),
-        )
-        cg_steps = c2.slider("CG iterations", 1, 50, defaults.cg_max_steps, key=f"trpo_cg_{env_id}")
-        cg_damping = c3.number_input(
-            "CG damping λ",
-            value=defaults.cg_damping,
-            step=0.001,
-            format="%g",
-            key=f"trpo_damping_{env_id}",
-            help=range_help("cg_damping", "Added to the Fisher: CG solves (F + λI) s = g."),
-        )
-        seed = c4.number_input(
-            "Seed", value=0, step=1, key="trpo_seed", help=range_help("seed", "Random seed.")
-        )
-        c1, c2, c3, c4 = st.columns(4)
-        shrink = c1.slider(
-            "Line-search shrink", 0.1, 0.95, defaults.line_search_shrink,
-            key=f"trpo_shrink_{env_id}",
-        )
-        backtracks = c2.slider(
-            "Max backtracks", 0, 20, defaults.max_backtracks, key=f"trpo_backtracks_{env_id}"
-        )
-        batch = c3.select_slider(
-            "Steps per update",
-            [256, 512, 1024, 2048, 4096, MAX_BATCH],
-            defaults.batch_size
-            if defaults.batch_size in (256, 512, 1024, 2048, 4096, MAX_BATCH)
-            else 1024,
-            key=f"trpo_batch_{env_id}",
-        )
-        hidden = c4.text_input(
-            "Hidden sizes",
-            ", ".join(map(str, defaults.hidden_sizes)),
-            key="trpo_hidden",
-            help=f"Comma-separated layer sizes, e.g. 64, 64: at most {MAX_LAYERS} layers of "
-            f"{MAX_HIDDEN} units.",
-        )
-        c1, c2, c3, c4 = st.columns(4)
-        gamma = c1.number_input(
-            "γ (discount)",
-            value=defaults.gamma,
-            step=0.001,
-            format="%g",
-            key=f"trpo_gamma_{env_id}",
-            help=range_help("gamma", "Discount factor; 1 is undiscounted."),
-        )
-        lam = c2.number_input(
-            "λ (GAE)",
-            value=defaults.gae_lambda,
-            step=0.01,
-            format="%g",
-            key=f"trpo_lambda_{env_id}",
-            help=range_help("gae_lambda", "0: one-step TD advantages; 1: Monte Carlo returns."),
-        )
-        total_timesteps = c3.number_input(
-            "Total timesteps",
-            value=defaults.total_timesteps,
-            step=10_000,
-            key=f"trpo_total_{env_id}",
-            help=range_help(
-                "total_timesteps",
-                "Training stops at the first update that reaches it (updates are whole batches).",
-            ),
-        )
-        fvp_dtype = c4.selectbox(
-            "FVP/CG precision",
-            FVP_DTYPES,
-            index=FVP_DTYPES.index(defaults.fvp_dtype),
-            key="trpo_fvp_dtype",
-            help="float64 computes the Fisher-vector products and CG in float64 (slower), so "
-            "the CG residual curve follows exact-arithmetic CG further than float32 can.",
-        )
-
-
-def form_values() -> dict:
-    """The form's values as typed: config_from_form applies them exactly or refuses them."""
-    n_envs = defaults.n_envs
-    return dict(
-        seed=int(seed), max_kl=float(max_kl), cg_max_steps=int(cg_steps),
-        cg_damping=float(cg_damping), line_search_shrink=float(shrink),
-        max_backtracks=int(backtracks), n_envs=n_envs, n_steps=max(1, batch // n_envs),
-        gamma=float(gamma), gae_lambda=float(lam), total_timesteps=int(total_timesteps),
-        fvp_dtype=fvp_dtype,
-    )
-
-
+settings = None if follow else settings_form(info)
 
 
 def command(action: str) -> None:
@@ -254,9 +151,7 @@ def command(action: str) -> None:
     st.session_state.trpo_error = None
     try:
         if action in ("start", "step") and info is None:
-            config = config_from_form(env_id, hidden_sizes=parse_hidden_sizes(hidden),
-                                      **form_values())
-            new_id = registry().create(config, start=action == "start")
+            new_id = registry().create(settings.config(), start=action == "start")
             if action == "step":
                 registry().step(new_id)
             set_run(new_id)
@@ -268,6 +163,12 @@ def command(action: str) -> None:
             registry().pause(info.id)
         elif action == "stop":
             registry().stop(info.id)
+        elif action == "beside":
+            chosen = st.session_state.trpo_beside_variant
+            config = variant_of(info.config, chosen,
+                                pg_lr=settings.values["pg_lr"] if chosen == "vanilla-pg" else None)
+            st.query_params["beside"] = registry().create(
+                config, name=f"{info.name} · {chosen}", start=True)
         elif action == "new":
             registry().release(info.id)  # paused: its worker's memory goes back now
             set_run(None)
@@ -296,19 +197,27 @@ if not follow:
         with b6.popover("Share", icon=":material/share:", width="stretch"):
             base = st.context.url.split("?")[0] if st.context.url else "/trpo"
             st.markdown("A read-only view that follows this run live:")
-            st.code(f"{base}?run={info.id}&follow=1", language=None)
+            also = f"&beside={beside.id}" if beside is not None else ""
+            st.code(f"{base}?run={info.id}&follow=1{also}", language=None)
     if st.session_state.trpo_error:
         st.error(plain(st.session_state.trpo_error), icon=":material/error:")
     if info is not None:
         st.caption(plain(f"Applied to this run: {describe_config(info.config)}."))
-        try:
-            differing = form_differences(info.config, dict(form_values(),
-                                                           hidden_sizes=parse_hidden_sizes(hidden)))
-        except ValueError:
-            differing = [FORM_LABELS["hidden_sizes"]]
+        differing = settings.differences(info.config)
         if differing:
             st.caption(plain(f"The form differs from this run in {', '.join(differing)}: press "
                              "New run, then Start, to apply it."))
+    if info is not None and beside is None:
+        with st.expander("Run a second variant beside this one (same seed)"):
+            c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+            c1.selectbox("Variant of the second run",
+                         [v for v in VARIANTS if v != info.config.variant],
+                         key="trpo_beside_variant", format_func=VARIANT_NAMES.get)
+            c2.button("Start beside", icon=":material/compare_arrows:", width="stretch",
+                      on_click=command, args=("beside",))
+            st.caption("Every setting of this run, its seed included, with another variant "
+                       "(vanilla-pg takes the form's learning rate). Both train at once; their "
+                       "learning curves, KL per update and rejected steps are overlaid.")
 elif info is not None:
     st.caption("Following a run: this view is read-only and updates as the run trains.")
 if info is not None:  # outside the ticking fragment: the button keeps its callable
@@ -323,71 +232,6 @@ if info is not None:  # outside the ticking fragment: the button keeps its calla
              "curve and every update's CG residuals, line search and trust-region slice, "
              "with a slider. It holds the updates stored when you click.",
     )
-
-
-# ---- Figures, built once per update and shared by every view of the run --------------------
-# A view redraws every REFRESH_S while its run trains, and any number of views (the owner's
-# tab, followers) may watch one run: each figure is built once per (run, update, record) by
-# whichever view asks first, and every other view only sends a copy. Records are immutable
-# once stored except after a resume from a checkpoint, which re-trains the last update:
-# the fingerprint (update, timesteps, wall time) tells such a record apart.
-def fingerprint(record) -> tuple:
-    return record.update, record.total_timesteps, record.wall_s
-
-
-class Chart(NamedTuple):
-    """A figure for st.plotly_chart, and the same figure serialised for the live chart."""
-    figure: object
-    live: LiveFigure
-
-
-def chart(figure) -> Chart:
-    return Chart(figure, live_figure(figure))
-
-
-def draw(container, shown: Chart, key: str, live: bool) -> None:
-    """While the view ticks, a chart redraws in place (Plotly.react), never mounted again:
-    st.plotly_chart would mount a new chart for every new figure, which costs the browser
-    about three times as much CPU (benchmarks/bench_runs.py)."""
-    with container:
-        if live:
-            live_plotly_chart(shown.live, key=f"{key}_live")
-        else:
-            st.plotly_chart(shown.figure, key=key)
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def overview_figures(run_id: str, count: int, last: tuple, _records) -> tuple[Chart, Chart]:
-    """The learning curve and the trust-region history of the run's first ``count`` updates."""
-    return (chart(figures.learning_curve_figure(_records[:count])),
-            chart(figures.trust_region_history_figure(_records[:count])))
-
-
-class DetailFigures(NamedTuple):
-    cg: Chart
-    line_search: Chart
-    slice: Chart | None
-    slice_error: str | None
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def detail_figures(run_id: str, update: int, last: tuple, _record) -> DetailFigures:
-    """One update's CG residuals, line search and trust-region slice (if one was stored)."""
-    data = registry().store.slice(run_id, update)
-    plane, error = None, None
-    if data is not None:
-        try:
-            plane = chart(figures.trust_region_slice_figure(slice_from_npz(data, _record)))
-        except StoreError as exc:
-            error = str(exc)
-    return DetailFigures(chart(figures.cg_residuals_figure(_record)),
-                         chart(figures.line_search_figure(_record)), plane, error)
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def rollout_of(run_id: str, updated) -> tuple | None:
-    """The run's latest rollout picture (update, GIF bytes), read again when the run changes."""
-    return registry().store.media(run_id, "rollout")
 
 
 # ---- The run, redrawn at the page's own pace -----------------------------------------------
@@ -417,18 +261,20 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-def ticking(info) -> bool:
-    """Whether the view redraws on a timer: following, training, or about to train.
+def ticking(info, other=None) -> bool:
+    """Whether the view redraws on a timer: following, training, or about to train (the
+    run, or the run beside it).
 
     Resume on a paused run whose worker is still alive changes only the command
     (``desired``); the status stays "paused" until the worker's next loop, so the
     command counts too, or the view that pressed Resume would never tick.
     """
     return info is not None and (follow or info.training or info.step_requests > 0
-                                 or st.session_state.trpo_playing)
+                                 or st.session_state.trpo_playing
+                                 or (other is not None and other.training))
 
 
-@st.fragment(run_every=REFRESH_S if ticking(info) else None)
+@st.fragment(run_every=REFRESH_S if ticking(info, beside) else None)
 def run_view() -> None:
     if run_id is None:
         st.info("Press **Start** to train, or **Step** for a single update. Stored runs are "
@@ -438,7 +284,8 @@ def run_view() -> None:
     current = store.run(run_id)
     watching(run_id)
     records = records_of(run_id)
-    if ticking(current) != ticking(info):  # started or ended: redraw the controls
+    other = store.run(beside_id) if beside_id is not None else None
+    if ticking(current, other) != ticking(info, beside):  # started or ended: redraw controls
         st.rerun(scope="app")
     training = current.training
     shown = len(records) - 1
@@ -449,11 +296,15 @@ def run_view() -> None:
     if not records:
         return
     visible = records[: shown + 1]
-    learning, history = overview_figures(run_id, len(visible), fingerprint(visible[-1]), visible)
-    live = ticking(current)
+    overview = overview_figures(run_id, len(visible), fingerprint(visible[-1]), visible)
+    live = ticking(current, other)
     left, right = st.columns(2)
-    draw(left, learning, "trpo_learning", live)
-    draw(right, history, "trpo_history", live)
+    draw(left, overview.learning, "trpo_learning", live)
+    draw(right, overview.history, "trpo_history", live)
+    if other is not None:
+        beside_view(current, records, other, live)
+    if overview.exact is not None:
+        draw(st.container(), overview.exact, "trpo_exact_history", live)
 
     st.subheader("One update in detail")
     if len(visible) > 1 and not training:
@@ -461,10 +312,15 @@ def run_view() -> None:
     else:
         index = len(visible)
     record = visible[index - 1]
-    detail = detail_figures(run_id, record.update, fingerprint(record), record)
+    damping = current.config.cg_damping
+    detail = detail_figures(run_id, record.update, fingerprint(record), damping, record, store)
     left, right = st.columns(2)
-    draw(left, detail.cg, "trpo_cg", live)
-    left.caption(plain(cg_precision_note(record)))
+    if record.cg_iterations > 0:
+        draw(left, detail.cg, "trpo_cg", live)
+        left.caption(plain(cg_precision_note(record)))
+    else:
+        left.info(plain(f"This update ran no CG: the {record.variant} variant steps along the "
+                        "plain gradient g, without the Fisher."))
     draw(right, detail.line_search, "trpo_line_search", live)
     left, right = st.columns([3, 2])
     if detail.slice is not None:
@@ -489,9 +345,36 @@ def run_view() -> None:
         )
         ev = explained_variance_text(record.explained_variance, record.returns_relative_variance)
         st.markdown(f"Explained variance: {plain(ev)}", help=EXPLAINED_VARIANCE_HELP)
-        rollout = rollout_of(run_id, current.updated)
+        rollout = rollout_of(run_id, current.updated, store)
         if rollout is not None:
             st.image(rollout[1], caption=f"The policy acting after update {rollout[0] + 1}")
+
+    if record.cg_iterations > 0:  # CG against the exact natural gradient, F's spectrum
+        left, right = st.columns(2)
+        if detail.exact is not None:
+            draw(left, detail.exact, "trpo_cg_exact", live)
+        else:
+            left.info(plain(detail.exact_note), icon=":material/info:")
+        draw(right, detail.spectrum, "trpo_spectrum", live)
+
+
+def beside_view(current, records, other, live: bool) -> None:
+    """The run beside this one (same seed, another variant), overlaid on it."""
+    other_records = records_of(other.id)
+    st.subheader(plain(f"{VARIANT_NAMES.get(current.config.variant, current.config.variant)} "
+                       f"beside {VARIANT_NAMES.get(other.config.variant, other.config.variant)}"))
+    if not records or not other_records:
+        st.caption("The overlay appears once both runs have an update.")
+        return
+    runs = [(f"{current.config.variant} ({current.id})", records),
+            (f"{other.config.variant} ({other.id})", other_records)]
+    overlay, summaries = beside_figure(current.id, fingerprint(records[-1]), other.id,
+                                       fingerprint(other_records[-1]), runs)
+    draw(st.container(), overlay, "trpo_beside", live)
+    for line in summaries:
+        st.caption(plain(line))
+    st.caption(plain(f"The second run, {other.id}, is {other.status} after "
+                     f"{len(other_records)} updates: open ?run={other.id} to pause or stop it."))
 
 
 def replay_controls(run_id: str, count: int) -> int:

@@ -1,4 +1,4 @@
-"""live_charts: the chart that redraws in place while a view ticks (its Python side)."""
+"""app_parts.live_chart: the chart that redraws in place while a view ticks (its Python side)."""
 
 import json
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import plotly
 import plotly.graph_objects as go
 
-from live_charts import DEFAULT_HEIGHT, component_folder, live_figure
+from app_parts.live_chart import DEFAULT_HEIGHT, component_folder, live_figure
 
 
 def test_the_component_folder_serves_its_page_and_the_installed_plotly(tmp_path):

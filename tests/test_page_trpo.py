@@ -152,15 +152,15 @@ def test_views_of_one_run_share_its_figures(stepped, monkeypatch):
     views = [new_page({"run": run_id, "follow": "1"}).run() for _ in range(3)]
     views[0].run()  # a view's next tick with no new update builds nothing either
     for view in views:
-        assert not view.exception and len(live_charts(view)) == 5
+        assert not view.exception and len(live_charts(view)) == 6  # with F's spectrum
     assert sorted(built) == sorted(FIGURES), "each figure is built once for all views"
 
 
 def live_charts(at: AppTest) -> list[dict]:
-    """The figures of the charts that redraw in place (live_charts), as plotly.js gets them."""
+    """The figures of the charts that redraw in place (app_parts.live_chart), as sent."""
     return [json.loads(json.loads(e.proto.json_args)["spec"])
             for e in at.get("component_instance")
-            if e.proto.component_name == "live_charts.live_plotly"]
+            if e.proto.component_name == "app_parts.live_chart.live_plotly"]
 
 
 def values(array) -> list[float]:
@@ -182,7 +182,7 @@ def test_a_ticking_view_draws_live_charts_and_a_still_one_streamlit_charts(stepp
     learning = live_charts(follower)[0]
     assert sorted(values(learning["data"][0]["y"])) == pytest.approx(returns)
     assert learning["layout"]["height"] > 0
-    assert not live_charts(owner) and len(owner.get("plotly_chart")) == 5
+    assert not live_charts(owner) and len(owner.get("plotly_chart")) == 6
     spec = json.loads(owner.get("plotly_chart")[0].proto.spec)
     assert sorted(values(spec["data"][0]["y"])) == pytest.approx(returns)
 
@@ -316,3 +316,99 @@ def test_a_stored_run_replays_update_by_update():
     button(at, "Next").click().run()
     assert status_line(at).startswith("**Update 2** of 3")
     assert any("talk mode" in c for c in captions(at))
+
+
+# ---- Issue 11: the exact Fisher beside CG, variants, a second variant beside the run ------
+
+
+def trained(store, name: str, **overrides) -> str:
+    """A small finished run trained here (no worker): 3 updates of 256 steps."""
+    config = default_config("CartPole-v1", n_steps=128, n_envs=2, hidden_sizes=(16,),
+                            value_epochs=1, total_timesteps=768, **overrides)
+    run_id = store.create_run(config, name=name, desired="run")
+    assert train_loop(store, run_id, LoopSettings(paused_grace=0)) == "finished"
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def exact_run():
+    with RunStore(default_db_path()) as store:
+        run_id = trained(store, "exact", exact_fisher=True)
+        return run_id, store.records(run_id)
+
+
+def test_an_exact_fisher_run_shows_cg_against_the_exact_natural_gradient(exact_run):
+    run_id, records = exact_run
+    at = new_page({"run": run_id}).run()
+    assert not at.exception and not at.error, errors(at)
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    titles = [json.dumps(s["layout"].get("title", "")) for s in specs]
+    exact = next(s for s, t in zip(specs, titles, strict=True) if "exact" in t.lower()
+                 and "over" not in t.lower() and s["data"])
+    record = records[-1]
+    plotted = next(values(trace["y"]) for trace in exact["data"]
+                   if len(values(trace["y"])) == len(record.cg_exact_errors))
+    assert plotted == pytest.approx(record.cg_exact_errors)
+    assert len(specs) == 8  # + CG against s*, F's spectrum, and the exact step over time
+
+
+def test_a_run_without_the_exact_fisher_says_why_and_still_shows_ritz_values(stepped):
+    _, run_id = stepped
+    at = new_page({"run": run_id}).run()
+    assert any("exact" in i.value.lower() for i in at.info), [i.value for i in at.info]
+    assert any("ritz" in json.dumps(json.loads(c.proto.spec)["data"]).lower()
+               for c in at.get("plotly_chart"))
+
+
+def test_the_gradient_variant_runs_no_cg_and_says_so():
+    with RunStore(default_db_path()) as store:
+        run_id = trained(store, "gradient", variant="gradient")
+    at = new_page({"run": run_id}).run()
+    assert not at.exception
+    assert any("ran no CG" in shown(i.value) for i in at.info)
+    assert any("variant gradient" in c for c in captions(at))
+
+
+def test_variant_and_learning_rate_reach_the_run_or_are_refused():
+    at = new_page().run()
+    at.selectbox(key="trpo_variant").set_value("vanilla-pg").run()
+    at.number_input(key="trpo_pg_lr").set_value(1000.0).run()
+    button(at, "Step").click().run()
+    assert any("Learning rate (vanilla-pg): must be between 0.0001 and 100" in e
+               for e in errors(at)), errors(at)
+    assert run_of(at) is None  # nothing was created
+    at.number_input(key="trpo_pg_lr").set_value(0.5).run()
+    button(at, "Step").click().run()
+    run_id = run_of(at)
+    with RunStore(default_db_path()) as store:
+        config = store.run(run_id).config
+        registry_module.shared_registry(default_db_path()).stop(run_id)
+    assert (config.variant, config.pg_lr) == ("vanilla-pg", 0.5)
+
+
+def test_a_second_variant_beside_the_run_has_the_same_seed_and_is_overlaid(exact_run):
+    run_id, _ = exact_run
+    at = new_page({"run": run_id}).run()
+    at.selectbox(key="trpo_beside_variant").set_value("npg").run()
+    button(at, "Start beside").click().run()
+    beside = at.query_params.get("beside")
+    beside = beside[0] if isinstance(beside, list) else beside
+    assert beside and beside != run_id
+    with RunStore(default_db_path()) as store:
+        first, second = store.run(run_id).config, store.run(beside).config
+        registry_module.shared_registry(default_db_path()).stop(beside)
+        wait_for(lambda: store.run(beside).status in ("stopped", "finished"), "the stop")
+    assert second.variant == "npg" and second.seed == first.seed
+    assert second.to_dict() | {"variant": "trpo"} == first.to_dict()
+    at.run()
+    assert not at.exception
+    assert any("beside" in s.value for s in at.subheader)
+    assert any(c.value.endswith(f"&follow=1&beside={beside}") for c in at.code)
+
+
+def test_a_bad_beside_id_is_a_warning_and_the_run_still_shows(exact_run):
+    run_id, _ = exact_run
+    at = new_page({"run": run_id, "beside": "../../x"}).run()
+    assert not at.exception
+    assert any("Cannot show the run beside this one" in shown(w.value) for w in at.warning)
+    assert status_line(at).startswith("**Update 3** of 3")
