@@ -77,4 +77,4 @@ def live_figure(figure) -> LiveFigure:
 
 def live_plotly_chart(figure: LiveFigure, *, key: str) -> None:
     """Draw ``figure`` (from :func:`live_figure`) in the chart named ``key``, in place."""
-    _component()(spec=figure.spec, key=key, default=None, height=figure.height)
+    _component()(spec=figure.spec, height=figure.height, key=key, default=None)

@@ -75,11 +75,18 @@ def test_a_follower_watches_the_run_train_and_a_restart_keeps_it(browser, screen
         assert wait_for_update_past(follower, seen) > seen
         # While it trains, the charts redraw in place (Plotly.react), not mounted anew:
         # one chart's document counts three or more drawings of its own.
-        learning = next(f for f in follower.frames if "live_plotly" in f.url)
-        learning.wait_for_function(
-            "() => +(document.getElementById('chart')?.getAttribute('data-drawn') ?? 0) >= 3",
-            timeout=timeout_ms(120))
+        follower.locator('iframe[src*="live_plotly"]').first.wait_for(timeout=timeout_ms(120))
+        learning = follower.locator('iframe[src*="live_plotly"]').first.content_frame
+        learning.locator("#chart[data-drawn]").wait_for(timeout=timeout_ms(120))
+        follower.wait_for_function(
+            "() => +(document.querySelector('iframe[src*=\"live_plotly\"]').contentDocument"
+            ".getElementById('chart').getAttribute('data-drawn')) >= 3", timeout=timeout_ms(120))
         assert learning.locator(".js-plotly-plot .scatterlayer .trace").count() >= 2
+        # Charts below the fold (1,000 px) wait until they are scrolled into view.
+        frames = follower.locator('iframe[src*="live_plotly"]')
+        drawn = [frames.nth(i).content_frame.locator("#chart").evaluate(
+            "chart => +(chart.getAttribute('data-drawn') ?? 0)") for i in range(frames.count())]
+        assert max(drawn[-2:]) <= 1 < drawn[0], drawn
         for label in ("Start", "Resume", "Pause", "Step", "Stop", "New run"):
             assert follower.get_by_role("button", name=label, exact=True).count() == 0
         assert follower.get_by_text("Task and hyperparameters").count() == 0
