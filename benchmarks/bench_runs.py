@@ -9,9 +9,11 @@ run configuration, each row in a fresh data folder and, for page rows, a fresh s
   600 s without a view: a row must finish before that).
 - ``page + N followers``: the tab that pressed Start stays open (the speaker's laptop), and
   N more browser contexts open ``/trpo?run=<id>&follow=1`` in a second headless Chromium
-  run at ``--followers-nice`` (19 by default: an audience watches on its own machines, so
-  its browsers take only the CPU that the trainer, the server and the owner's tab leave;
-  with 0 they compete for this machine's two cores on equal terms).
+  run under SCHED_IDLE (an audience watches on its own machines, so its browsers take only
+  the CPU that the trainer, the server and the owner's tab leave; ``--followers-equal``
+  lets them compete for this machine's two cores on equal terms). Both Chromiums start
+  without CAP_SYS_NICE: as root, Chromium would raise its main and GPU processes to
+  nice -8, above the trainer, which a desktop user's browser cannot do.
 
 Updates/s is read from the run store, polled every 50 ms: the time each update count is
 first seen. It is measured over the same window on every row, from update ``--warmup``
@@ -63,6 +65,7 @@ POLL_S = 0.05
 TICK = os.sysconf("SC_CLK_TCK")
 ENDED = ("finished", "failed", "stopped", "interrupted")
 IDLE_PAUSE = "paused: nobody was watching"  # trpo_viz.runs.registry.IDLE_PAUSE
+SCHED_IDLE = 5  # Linux scheduling policy: runs only when no other process wants the CPU
 ENV = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 
@@ -70,7 +73,8 @@ ENV = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 
 def process_table() -> dict[int, tuple[int, float, str, int]]:
-    """{pid: (parent pid, CPU seconds (user + system), command line, nice)} of every process."""
+    """{pid: (parent pid, CPU seconds (user + system), command line, scheduling policy)} of
+    every process (policy 5 is SCHED_IDLE: the followers' browser)."""
     table = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
@@ -80,7 +84,7 @@ def process_table() -> dict[int, tuple[int, float, str, int]]:
             continue
         fields = stat[stat.rfind(")") + 2:].split()
         table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK,
-                                  cmdline, int(fields[16]))
+                                  cmdline, int(fields[38]))
     return table
 
 
@@ -96,17 +100,16 @@ def descendants(table: dict, pid: int) -> set[int]:
 
 def cpu_by_group(trainer_root: int | None, server: int | None) -> dict[str, float]:
     """CPU seconds so far: the trainer (CLI or worker), the server process, the owner's
-    browser (Playwright and Chromium at our niceness) and the followers' (reniced)."""
+    browser (Playwright and Chromium) and the followers' (SCHED_IDLE, see main)."""
     table = process_table()
     server_tree = descendants(table, server) | {server} if server else set()
     workers = {p for p in server_tree if "trpo_viz.runs.worker" in table[p][2]}
     trainer = ({trainer_root} | descendants(table, trainer_root)) if trainer_root else workers
     ours = descendants(table, os.getpid()) - server_tree - trainer
-    mine = os.nice(0)
     return {"trainer": sum(table[p][1] for p in trainer if p in table),
             "server": table[server][1] if server in table else 0.0,
-            "browser": sum(table[p][1] for p in ours if table[p][3] == mine),
-            "followers": sum(table[p][1] for p in ours if table[p][3] != mine)}
+            "browser": sum(table[p][1] for p in ours if table[p][3] != SCHED_IDLE),
+            "followers": sum(table[p][1] for p in ours if table[p][3] == SCHED_IDLE)}
 
 
 def start_server(home: Path) -> tuple[subprocess.Popen, str]:
@@ -242,6 +245,15 @@ def page_row(args, browser, followers: int | None, follower_browser=None) -> dic
     row = watch.result(name, args.warmup, args.updates)
     row["followers"] = followers
     return row
+
+
+def chromium_wrapper(path: Path, idle: bool) -> Path:
+    """A script that starts Chromium without CAP_SYS_NICE (and under SCHED_IDLE if idle)."""
+    idle_prefix = "chrt --idle 0 " if idle else ""
+    path.write_text(f'#!/bin/sh\nexec {idle_prefix}setpriv --bounding-set -sys_nice '
+                    f'--inh-caps -sys_nice "{CHROMIUM}" "$@"\n')
+    path.chmod(0o755)
+    return path
 
 
 def new_tab(browser, contexts: list):
@@ -430,9 +442,9 @@ def main() -> None:
                         help="real updates timed for the store cost (%(default)s)")
     parser.add_argument("--synth-updates", type=int, default=500,
                         help="appends for the database size (%(default)s)")
-    parser.add_argument("--followers-nice", type=int, default=19,
-                        help="niceness of the followers' Chromium (%(default)s: the audience's "
-                        "browsers are not on the server; 0: they compete with the trainer)")
+    parser.add_argument("--followers-equal", action="store_true",
+                        help="run the followers' Chromium like the owner's, not under "
+                        "SCHED_IDLE (the audience's browsers on the server's own CPUs)")
     parser.add_argument("--row-timeout", type=float, default=1800.0, help="seconds per row")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of tables")
     args = parser.parse_args()
@@ -442,8 +454,6 @@ def main() -> None:
         parser.error(f"--followers: comma-separated counts, e.g. 0,1,10, got {args.followers!r}")
     if any(f < 0 or f > 50 for f in followers):
         parser.error("--followers: each count from 0 to 50")
-    if not 0 <= args.followers_nice <= 19:
-        parser.error("--followers-nice: from 0 to 19")
     if not 1 <= args.warmup <= args.updates - 3:
         parser.error("--warmup must be at least 1 and at least 3 below --updates")
     if args.store_updates < 1 or args.synth_updates < 1:
@@ -455,15 +465,20 @@ def main() -> None:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                 args=CHROMIUM_ARGS)
-            # The followers' tabs: one more Chromium, reniced (a talk's audience watches on
-            # its own machines, not on the server's CPUs); --followers-nice 0: equal footing.
-            wrapper = Path(tempfile.mkdtemp(prefix="bench-runs-")) / "chromium"
-            wrapper.write_text(f'#!/bin/sh\nexec nice -n {args.followers_nice} "{CHROMIUM}" "$@"\n')
-            wrapper.chmod(0o755)
-            audience = playwright.chromium.launch(executable_path=str(wrapper), headless=True,
-                                                  args=CHROMIUM_ARGS)
+            folder = Path(tempfile.mkdtemp(prefix="bench-runs-"))
+            # Chromium run as root raises its own main and GPU processes to nice -8, above
+            # the trainer; a desktop user's browser cannot. Without CAP_SYS_NICE it stays at
+            # nice 0 like theirs. The followers' tabs: one more Chromium, under SCHED_IDLE (a
+            # talk's audience watches on its own machines, not on the server's CPUs;
+            # niceness would not do: Chromium resets its renderers' nice values).
+            # --followers-equal: the followers' Chromium like the owner's.
+            browser = playwright.chromium.launch(
+                executable_path=str(chromium_wrapper(folder / "owner", idle=False)),
+                headless=True, args=CHROMIUM_ARGS)
+            audience = playwright.chromium.launch(
+                executable_path=str(chromium_wrapper(folder / "audience",
+                                                     idle=not args.followers_equal)),
+                headless=True, args=CHROMIUM_ARGS)
             for count in ([None] if args.no_tab_row else []) + followers:
                 rows.append(page_row(args, browser, count, audience))
                 log(rows[-1], args)
