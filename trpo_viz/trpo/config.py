@@ -1,23 +1,60 @@
 """TRPO hyperparameters: one dataclass, and tuned defaults per task.
 
 The per-task values follow rl-baselines3-zoo's ``hyperparams/trpo.yml`` (tuned for
-sb3-contrib's TRPO) where they translate; everything else is sb3-contrib's default.
-Deviation: CartPole-v1's value learning rate is 3e-3 instead of the zoo's 1e-3 (see
-below). The zoo's ``normalize: true`` (VecNormalize) maps to ``normalize_obs`` and
-``normalize_reward``. gSDE (``use_sde``, used by the zoo for Pendulum and
-MountainCarContinuous) is not implemented: those tasks use a state-independent
-log-std Gaussian instead.
+sb3-contrib's TRPO; read at commit 22e3ff2 of DLR-RM/rl-baselines3-zoo) where they
+translate; everything else is sb3-contrib's default (sb3_contrib/trpo/trpo.py). Deviations:
+CartPole-v1's value learning rate is 3e-3 instead of the zoo's 1e-3, and
+InvertedPendulum-v5 runs 100k steps instead of the zoo's 1M (see below). gSDE
+(``use_sde``, used by the zoo for Pendulum and MountainCarContinuous) is not
+implemented: those tasks use a state-independent log-std Gaussian instead.
+
+Zoo / sb3-contrib setting (its default)        TRPOConfig field
+=============================================  ==========================================
+``n_envs`` (zoo default 1)                     ``n_envs``
+``n_timesteps``                                ``total_timesteps``
+``n_steps`` (2048)                             ``n_steps``
+``gamma`` (0.99), ``gae_lambda`` (0.95)        ``gamma``, ``gae_lambda``
+``target_kl`` (0.01)                           ``max_kl`` (δ)
+``cg_max_steps`` (15), ``cg_damping`` (0.1)    ``cg_max_steps``, ``cg_damping``
+``line_search_shrinking_factor`` (0.8)         ``line_search_shrink``
+``line_search_max_iter`` (10)                  ``max_backtracks`` = 10 − 1 (9)
+``sub_sampling_factor`` k (1)                  ``fvp_subsample`` = 1 / k
+``normalize_advantage`` (True)                 ``normalize_advantage``
+``learning_rate`` (1e-3): the value            ``value_lr`` (sb3-contrib's policy moves only
+function's Adam only (eps 1e-5)                by the TRPO step; our Adam has eps 1e-5 too)
+``n_critic_updates`` (10)                      ``value_epochs`` (epochs over the batch)
+``batch_size`` (128): the critic's minibatch   ``value_batch_size``
+``normalize: true`` (VecNormalize: clip 10,    ``normalize_obs``, ``normalize_reward``,
+gamma = the task's gamma, epsilon 1e-8)        ``clip_obs``, ``clip_reward`` (10)
+``policy: MlpPolicy`` (pi and vf [64, 64],     ``hidden_sizes`` (64, 64), ``activation``
+tanh, orthogonal init, log_std_init 0)         "tanh", ``log_std_init`` 0 (orthogonal init
+                                               is ours too)
+
+Not expressible here: ``use_sde``/``sde_sample_freq`` (gSDE); ``policy_kwargs`` with
+different actor and critic sizes (``net_arch=dict(pi=..., vf=...)``: one
+``hidden_sizes`` serves both) or ``ortho_init=False``; learning-rate schedules
+(``lin_1e-3``); VecNormalize options other than the clips (``norm_obs_keys``, ...);
+``stats_window_size`` (logging only). None of the MuJoCo entries uses any of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 from dataclasses import dataclass, field
 
 from trpo_viz.trpo.variants import VARIANTS
 
 CLASSIC_CONTROL_ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0")
-MUJOCO_ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Swimmer-v5")
+MUJOCO_ENVS = (
+    "Hopper-v5",
+    "Walker2d-v5",
+    "HalfCheetah-v5",
+    "InvertedPendulum-v5",
+    "Swimmer-v5",
+    "Ant-v5",
+)
 HVP_MODES = ("reverse", "forward")
 FVP_DTYPES = ("float32", "float64")
 # Policies up to this many parameters may build the exact Fisher (float64: n² · 8 bytes at
@@ -195,6 +232,10 @@ _ZOO_TUNED: dict[str, dict] = {
         n_envs=2, total_timesteps=50_000, normalize_obs=True, normalize_reward=True
     ),
 }
+# The zoo's MuJoCo block (``&mujoco-defaults``: ``&pybullet-defaults`` with 1M steps) for
+# Ant, HalfCheetah (target_kl 0.04), Hopper, Walker2d and Swimmer (gamma 0.9999). The zoo
+# names the -v4 tasks; the -v5 ones here are the same robots with gymnasium's fixes.
+# sub_sampling_factor 1 is fvp_subsample 1.0, our default.
 _ZOO_MUJOCO = dict(
     n_envs=2,
     total_timesteps=1_000_000,
@@ -209,22 +250,59 @@ _ZOO_MUJOCO = dict(
     normalize_obs=True,
     normalize_reward=True,
 )
-for _env_id in MUJOCO_ENVS:
+for _env_id in ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Swimmer-v5", "Ant-v5"):
     _ZOO_TUNED[_env_id] = dict(_ZOO_MUJOCO)
 _ZOO_TUNED["HalfCheetah-v5"]["max_kl"] = 0.04
 _ZOO_TUNED["Swimmer-v5"]["gamma"] = 0.9999
+# InvertedPendulum has no entry in the zoo's trpo.yml: the zoo runs it with its ``default``
+# entry (n_timesteps 1e6, MlpPolicy, one env) and sb3-contrib's TRPO defaults, spelled
+# out here. Deviation: 100k steps, not 1M (issue 11's benchmark budget; TRPO balances the
+# pole well before that).
+_ZOO_TUNED["InvertedPendulum-v5"] = dict(
+    n_envs=1,
+    total_timesteps=100_000,
+    n_steps=2048,
+    value_batch_size=128,
+    gamma=0.99,
+    gae_lambda=0.95,
+    max_kl=0.01,
+    cg_max_steps=15,
+    cg_damping=0.1,
+    value_epochs=10,
+    value_lr=1e-3,
+    normalize_obs=False,
+    normalize_reward=False,
+)
+
+
+@functools.cache
+def mujoco_unavailable_reason() -> str | None:
+    """Why MuJoCo tasks cannot run here (None when ``import mujoco`` works); asked once.
+
+    Any exception counts, not only ImportError: MuJoCo loads its OpenGL back end at
+    import, and a bad ``MUJOCO_GL`` (an unknown name, or a back end whose library is
+    missing) raises RuntimeError or AttributeError from there.
+    """
+    try:
+        import mujoco  # noqa: F401
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        backend = os.environ.get("MUJOCO_GL")
+        where = f" (MUJOCO_GL={backend})" if backend is not None else ""
+        return f"MuJoCo could not be imported{where}: {type(error).__name__}: {error}"
+    return None
 
 
 def mujoco_available() -> bool:
-    try:
-        import mujoco  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return mujoco_unavailable_reason() is None
 
 
 def available_envs() -> list[str]:
-    """Tasks with tuned defaults that can run here (MuJoCo ones only if it is installed)."""
+    """Tasks with tuned defaults that can run here: classic control, then MuJoCo.
+
+    ``gymnasium[mujoco]`` is a requirement, so the MuJoCo tasks are normally listed; where
+    ``import mujoco`` fails (:func:`mujoco_unavailable_reason` says why) only classic
+    control is.
+    """
     return list(CLASSIC_CONTROL_ENVS) + (list(MUJOCO_ENVS) if mujoco_available() else [])
 
 
