@@ -167,18 +167,62 @@ def train_loop(
     return status
 
 
+ROLLOUT_NOTE_CHARS = 500  # the longest note stored in place of a rollout
+
+
 def _store_rollout(store: RunStore, run_id: str, trainer, update: int) -> None:
-    """An animated GIF of the current policy for the views; a task that cannot render is noted."""
+    """An animated GIF of the current policy for the views; a task that cannot render is noted.
+
+    The note (media kind ``rollout-error``, UTF-8 text) is the message of
+    :class:`~trpo_viz.trpo.pictures.RenderUnavailable` ("This machine cannot render
+    MuJoCo (no EGL or OSMesa): ...") or, for any other failure, the error itself.
+    Training goes on either way. :func:`latest_rollout` reads whichever is newer.
+    """
     from trpo_viz.figures.trpo import rollout_gif
     from trpo_viz.trpo.live import FRAME_SIZE, shrink
+    from trpo_viz.trpo.pictures import RenderUnavailable
 
     try:
-        frames = trainer.render_rollout(max_frames=120)
+        frames = trainer.render_rollout(max_frames=120, size=FRAME_SIZE)
         gif = rollout_gif([shrink(frame, FRAME_SIZE) for frame in frames[::2]])
-    except Exception as error:  # noqa: BLE001 - e.g. no EGL for MuJoCo: training goes on
-        store.put_media(run_id, "rollout-error", update, str(error)[:500].encode())
+    except RenderUnavailable as error:
+        _store_rollout_note(store, run_id, update, str(error))
+        return
+    except Exception as error:  # noqa: BLE001 - a picture must not stop training
+        _store_rollout_note(
+            store, run_id, update, f"The rollout could not be drawn: {type(error).__name__}: "
+            f"{error}"
+        )
         return
     store.put_media(run_id, "rollout", update, gif)
+
+
+def _store_rollout_note(store: RunStore, run_id: str, update: int, note: str) -> None:
+    store.put_media(run_id, "rollout-error", update, note[:ROLLOUT_NOTE_CHARS].encode())
+
+
+@dataclass
+class Rollout:
+    """A run's latest rollout picture, or the note stored instead of it."""
+
+    update: int  # the update after which it was rendered (0-based)
+    gif: bytes | None  # an animated GIF, or None when ``note`` says why there is none
+    note: str | None  # e.g. "This machine cannot render MuJoCo (no EGL or OSMesa): ..."
+
+
+def latest_rollout(store: RunStore, run_id: str) -> Rollout | None:
+    """The newer of the run's stored rollout GIF and rollout note; None when neither exists.
+
+    On a tie (both from the same update) the GIF wins. A page shows ``gif`` with a
+    caption, or ``note`` (e.g. with ``st.info``) when ``gif`` is None.
+    """
+    gif = store.media(run_id, "rollout")
+    note = store.media(run_id, "rollout-error")
+    if note is not None and (gif is None or note[0] > gif[0]):
+        return Rollout(note[0], None, note[1].decode("utf-8", errors="replace"))
+    if gif is not None:
+        return Rollout(gif[0], gif[1], None)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

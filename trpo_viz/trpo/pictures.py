@@ -7,14 +7,20 @@ settings, and changes nothing a later update depends on.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 
 import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from trpo_viz.trpo.rollout import make_env
+from trpo_viz.trpo.mujoco_render import (  # noqa: F401 - RenderUnavailable re-exported
+    RenderUnavailable,
+    check_backend,
+    render_states,
+    render_unavailable_note,
+)
+from trpo_viz.trpo.rollout import is_mujoco, make_env
 
 _GRID_CHUNK = 64  # parameter vectors evaluated per compiled call in trust_region_slice
 
@@ -133,21 +139,70 @@ class TrainerPictures:
         env.close()
         return returns
 
-    def render_rollout(self, max_frames: int = 500, deterministic: bool = True, seed=None):
-        """RGB frames (np.uint8 [H, W, 3]) of one episode with the current policy."""
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    def render_rollout(
+        self, max_frames: int = 500, deterministic: bool = True, seed=None, size=None
+    ) -> list[np.ndarray]:
+        """RGB frames (np.uint8 [H, W, 3]) of one episode with the current policy.
+
+        MuJoCo tasks are drawn by a separate process (:mod:`trpo_viz.trpo.mujoco_render`:
+        in this process, TensorFlow's LLVM would crash Mesa's) at ``size`` (height, width;
+        480 × 480 when None); classic-control tasks draw here, at their own size. Raises
+        :class:`RenderUnavailable`, whose message is the note to show instead, when the
+        task cannot be rendered on this machine (MuJoCo without EGL or OSMesa, no pygame,
+        ...); errors of the policy itself propagate unchanged.
+        """
+        env_id = self.config.env_id
         seed = self.config.seed + 20_000 if seed is None else seed
         rng = np.random.default_rng(seed)
-        env = make_env(self.config.env_id, render_mode="rgb_array")
-        obs, _ = env.reset(seed=seed)
-        frames = [np.asarray(env.render(), np.uint8)]
-        while len(frames) < max_frames:
-            obs, _, terminated, truncated, _ = env.step(
-                self._eval_policy_action(obs, rng, deterministic)
-            )
-            frames.append(np.asarray(env.render(), np.uint8))
-            if terminated or truncated:
-                break
-        env.close()
+        if is_mujoco(env_id):
+            check_backend(env_id)  # before stepping an episode that cannot be drawn
+            qpos, qvel = self._mujoco_states(max_frames, deterministic, seed, rng)
+            return render_states(env_id, qpos, qvel, size)
+        env = None
+        try:
+            env = make_env(env_id, render_mode="rgb_array")
+            obs, _ = env.reset(seed=seed)
+            frames = [_render(env)]
+        except Exception as error:  # noqa: BLE001 - any renderer failure becomes the note
+            if env is not None:
+                with contextlib.suppress(Exception):
+                    env.close()
+            note = render_unavailable_note(env_id, f"{type(error).__name__}: {error}")
+            raise RenderUnavailable(note) from None
+        try:
+            while len(frames) < max_frames:
+                obs, _, terminated, truncated, _ = env.step(
+                    self._eval_policy_action(obs, rng, deterministic)
+                )
+                frames.append(_render(env))
+                if terminated or truncated:
+                    break
+        finally:
+            env.close()
         return frames
 
+    def _mujoco_states(self, max_frames, deterministic, seed, rng):
+        """MuJoCo's (qpos [T, nq], qvel [T, nv]) along one episode (T ≤ max_frames)."""
+        env = make_env(self.config.env_id)
+        try:
+            obs, _ = env.reset(seed=seed)
+            data = env.unwrapped.data
+            qpos, qvel = [data.qpos.copy()], [data.qvel.copy()]
+            while len(qpos) < max_frames:
+                obs, _, terminated, truncated, _ = env.step(
+                    self._eval_policy_action(obs, rng, deterministic)
+                )
+                qpos.append(data.qpos.copy())
+                qvel.append(data.qvel.copy())
+                if terminated or truncated:
+                    break
+        finally:
+            env.close()
+        return np.stack(qpos), np.stack(qvel)
+
+
+def _render(env: gym.Env) -> np.ndarray:
+    frame = env.render()
+    if frame is None:
+        raise RuntimeError("the environment returned no frame")
+    return np.asarray(frame, np.uint8)

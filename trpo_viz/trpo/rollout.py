@@ -9,13 +9,14 @@ step, the *reset* observation of the next episode, and the true last observation
 
 from __future__ import annotations
 
-import os
+import warnings
 from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+# Headless rendering (SDL_VIDEODRIVER=dummy for pygame, MUJOCO_GL=egl for MuJoCo) is set
+# up when trpo_viz is imported, before gymnasium can import either: trpo_viz/__init__.py.
 
 
 class RunningMeanStd:
@@ -107,8 +108,37 @@ class Batch:
     episode_lengths: list[int] = field(default_factory=list)
 
 
-def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
-    return gym.make(env_id, render_mode=render_mode)
+def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
+    """``gym.make(env_id, render_mode=..., **kwargs)`` (kwargs: the task's own options)."""
+    if is_mujoco(env_id):
+        route_mujoco_warnings()
+    return gym.make(env_id, render_mode=render_mode, **kwargs)
+
+
+def route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings to Python's ``warnings`` (shown once) instead of its log file.
+
+    Without a handler MuJoCo appends each warning to MUJOCO_LOG.TXT in the working
+    directory and prints it: with mujoco 4.0, every HalfCheetah-v5 made does so (its
+    model uses the deprecated ``settotalmass``). A handler set by someone else is kept.
+    """
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
+def _mujoco_warning(message: str) -> None:
+    warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=1)
+
+
+def is_mujoco(env_id: str) -> bool:
+    """Whether ``env_id`` is one of gymnasium's MuJoCo tasks (without importing MuJoCo)."""
+    try:
+        entry_point = gym.spec(env_id).entry_point
+    except Exception:  # noqa: BLE001 - gymnasium raises several error types for unknown ids
+        return False
+    return isinstance(entry_point, str) and entry_point.startswith("gymnasium.envs.mujoco")
 
 
 def make_vector_env(env_id: str, n_envs: int) -> gym.vector.SyncVectorEnv:
