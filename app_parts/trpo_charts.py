@@ -21,6 +21,7 @@ from trpo_viz.figures import variants as variant_figures
 from trpo_viz.figures.fisher_spectrum import fisher_spectrum_figure
 from trpo_viz.runs.store import StoreError
 from trpo_viz.runs.validate import slice_from_npz
+from trpo_viz.runs.worker import latest_rollout
 
 
 def fingerprint(record) -> tuple:
@@ -102,6 +103,7 @@ def detail_figures(run_id: str, update: int, last: tuple, damping: float, _recor
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def rollout_of(run_id: str, updated, _store) -> tuple | None:
-    """The run's latest rollout picture (update, GIF bytes), read again when the run changes."""
-    return _store.media(run_id, "rollout")
+def rollout_of(run_id: str, updated, _store):
+    """The run's latest rollout: a GIF, or the note saying why it could not be drawn
+    (``runs.worker.latest_rollout``); read again when the run changes."""
+    return latest_rollout(_store, run_id)

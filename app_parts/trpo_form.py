@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from trpo_viz.trpo.config import CLASSIC_CONTROL_ENVS, FVP_DTYPES, available_envs, default_config
+from app_parts import plain
+from trpo_viz.trpo.config import (
+    FVP_DTYPES,
+    available_envs,
+    default_config,
+    mujoco_unavailable_reason,
+)
 from trpo_viz.trpo.live import (
     FORM_LABELS,
     FORM_RANGES,
@@ -60,14 +66,13 @@ def range_help(name: str, text: str) -> str:
 def settings_form(info) -> Settings:
     """The "Task and hyperparameters" expander (open while no run is shown)."""
     envs = available_envs()
-    missing_mujoco = len(envs) == len(CLASSIC_CONTROL_ENVS)
+    missing_mujoco = mujoco_unavailable_reason()
     with st.expander("Task and hyperparameters", expanded=info is None):
         if info is not None:
             st.caption("These settings apply to a new run: press **New run**, then **Start**.")
         env_id = st.selectbox("Task", envs, key="trpo_env")
         if missing_mujoco:
-            st.caption("MuJoCo tasks (Hopper-v5, …) appear here when `gymnasium[mujoco]` is "
-                       "installed.")
+            st.caption(plain(f"MuJoCo tasks (Hopper-v5, …) are not listed: {missing_mujoco}."))
         defaults = default_config(env_id)
         c1, c2, c3, c4 = st.columns(4)
         max_kl = c1.number_input(

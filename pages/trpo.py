@@ -18,7 +18,6 @@ Session state:
 """
 
 import functools
-import string
 import time
 
 import streamlit as st
@@ -28,6 +27,7 @@ if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy p
     PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
     st.rerun()  # before the heavy imports below: the real app appears at once
 
+from app_parts import plain
 from app_parts.trpo_charts import (
     beside_figure,
     detail_figures,
@@ -97,15 +97,6 @@ def set_run(run_id: str | None) -> None:
         st.query_params.pop("follow", None)
     else:
         st.query_params["run"] = run_id
-
-
-def plain(text: str) -> str:
-    """``text`` for st.error/st.caption shown as typed: no Markdown, LaTeX or directives.
-
-    Every ASCII punctuation character is backslash-escaped (CommonMark shows an escaped
-    punctuation character literally), so user-derived text cannot format itself.
-    """
-    return "".join("\\" + c if c in string.punctuation else c for c in str(text))
 
 
 # ---- Which run? ----------------------------------------------------------------------------
@@ -346,8 +337,10 @@ def run_view() -> None:
         ev = explained_variance_text(record.explained_variance, record.returns_relative_variance)
         st.markdown(f"Explained variance: {plain(ev)}", help=EXPLAINED_VARIANCE_HELP)
         rollout = rollout_of(run_id, current.updated, store)
-        if rollout is not None:
-            st.image(rollout[1], caption=f"The policy acting after update {rollout[0] + 1}")
+        if rollout is not None and rollout.gif is not None:
+            st.image(rollout.gif, caption=f"The policy acting after update {rollout.update + 1}")
+        elif rollout is not None:
+            st.info(plain(rollout.note), icon=":material/videocam_off:")
 
     if record.cg_iterations > 0:  # CG against the exact natural gradient, F's spectrum
         left, right = st.columns(2)

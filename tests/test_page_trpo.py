@@ -412,3 +412,15 @@ def test_a_bad_beside_id_is_a_warning_and_the_run_still_shows(exact_run):
     assert not at.exception
     assert any("Cannot show the run beside this one" in shown(w.value) for w in at.warning)
     assert status_line(at).startswith("**Update 3** of 3")
+
+
+def test_a_rollout_that_could_not_be_drawn_shows_the_workers_note():
+    with RunStore(default_db_path()) as store:
+        run_id = trained(store, "no rendering")
+        store.put_media(run_id, "rollout-error", 99,
+                        b"This machine cannot render MuJoCo (no EGL or OSMesa): test")
+    at = new_page({"run": run_id}).run()
+    assert not at.exception
+    assert any("cannot render MuJoCo (no EGL or OSMesa): test" in shown(i.value)
+               for i in at.info)
+    assert not at.get("imgs")
