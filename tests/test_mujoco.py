@@ -110,13 +110,13 @@ def test_one_update_on_inverted_pendulum_is_finite():
 
 def test_hopper_rollout_renders_frames_or_says_why(hopper):
     try:
-        frames = hopper.render_rollout(max_frames=6, size=(48, 64))
+        frames = hopper.render_rollout(max_frames=6, size=(48, 64), every=2)  # states 0, 2, 4
     except RenderUnavailable as error:  # a machine without a working EGL or OSMesa
         note = str(error)
         assert note.startswith(NOTE_START)
         assert "killed by" not in note and "TensorFlow" not in note  # those are our bugs
         return
-    assert 2 <= len(frames) <= 6
+    assert 2 <= len(frames) <= 3
     for frame in frames:
         assert frame.dtype == np.uint8 and frame.shape == (48, 64, 3)
         assert frame.std() > 5  # a scene, not a blank image
@@ -191,7 +191,7 @@ def test_a_mujoco_that_cannot_import_leaves_classic_control():
 
 
 class _Unrenderable:
-    def render_rollout(self, max_frames, size=None):
+    def render_rollout(self, max_frames, size=None, every=1):
         raise RenderUnavailable(render_unavailable_note("Hopper-v5", "MUJOCO_GL=disable"))
 
 

@@ -183,8 +183,8 @@ def _store_rollout(store: RunStore, run_id: str, trainer, update: int) -> None:
     from trpo_viz.trpo.pictures import RenderUnavailable
 
     try:
-        frames = trainer.render_rollout(max_frames=120, size=FRAME_SIZE)
-        gif = rollout_gif([shrink(frame, FRAME_SIZE) for frame in frames[::2]])
+        frames = trainer.render_rollout(max_frames=120, size=FRAME_SIZE, every=2)
+        gif = rollout_gif([shrink(frame, FRAME_SIZE) for frame in frames])
     except RenderUnavailable as error:
         _store_rollout_note(store, run_id, update, str(error))
         return

@@ -140,9 +140,13 @@ class TrainerPictures:
         return returns
 
     def render_rollout(
-        self, max_frames: int = 500, deterministic: bool = True, seed=None, size=None
+        self, max_frames: int = 500, deterministic: bool = True, seed=None, size=None, every=1
     ) -> list[np.ndarray]:
         """RGB frames (np.uint8 [H, W, 3]) of one episode with the current policy.
+
+        The episode runs until it ends or has ``max_frames`` states (the reset one
+        included); the frames are those of states 0, ``every``, 2·``every``, … (only
+        those are drawn).
 
         MuJoCo tasks are drawn by a separate process (:mod:`trpo_viz.trpo.mujoco_render`:
         in this process, TensorFlow's LLVM would crash Mesa's) at ``size`` (height, width;
@@ -151,13 +155,15 @@ class TrainerPictures:
         task cannot be rendered on this machine (MuJoCo without EGL or OSMesa, no pygame,
         ...); errors of the policy itself propagate unchanged.
         """
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
         env_id = self.config.env_id
         seed = self.config.seed + 20_000 if seed is None else seed
         rng = np.random.default_rng(seed)
         if is_mujoco(env_id):
             check_backend(env_id)  # before stepping an episode that cannot be drawn
             qpos, qvel = self._mujoco_states(max_frames, deterministic, seed, rng)
-            return render_states(env_id, qpos, qvel, size)
+            return render_states(env_id, qpos[::every], qvel[::every], size)
         env = None
         try:
             env = make_env(env_id, render_mode="rgb_array")
@@ -170,11 +176,12 @@ class TrainerPictures:
             note = render_unavailable_note(env_id, f"{type(error).__name__}: {error}")
             raise RenderUnavailable(note) from None
         try:
-            while len(frames) < max_frames:
+            for state in range(1, max_frames):
                 obs, _, terminated, truncated, _ = env.step(
                     self._eval_policy_action(obs, rng, deterministic)
                 )
-                frames.append(_render(env))
+                if state % every == 0:
+                    frames.append(_render(env))
                 if terminated or truncated:
                     break
         finally:
