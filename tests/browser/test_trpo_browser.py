@@ -83,8 +83,13 @@ def test_start_train_pause_and_an_independent_second_session(
     page.get_by_text("Hidden sizes").first.wait_for()
     page.get_by_text("Task and hyperparameters").click()
     assert wait_for_update_past(page, reached) > reached  # and training went on
-    # The trust-region slice is drawn (its legend names the KL = δ contour).
-    page.get_by_text("KL = δ (trust region)").first.wait_for()
+    # The trust-region slice is drawn (its legend names the KL = δ contour). While the run
+    # trains the charts redraw in place, each in its own frame; the slice is the fifth
+    # (learning curve, history, CG, line search, slice, spectrum) and, below the fold, is
+    # drawn once scrolled into view.
+    chart = page.locator('iframe[src*="live_plotly"]').nth(4)
+    chart.scroll_into_view_if_needed()
+    chart.content_frame.get_by_text("KL = δ (trust region)").first.wait_for()
     assert_no_exception(page)
 
     page.get_by_role("button", name="Pause").click()
