@@ -62,7 +62,8 @@ def exercise_compare(page, base_url: str) -> str:
     # A progress bar per trial while it runs (Ray's start-up and TensorFlow's in the workers
     # first), then both finished.
     expect(page.locator('[data-testid="stProgress"]')).to_have_count(2, timeout=timeout_ms(120))
-    page.get_by_text(re.compile(rf"Sweep {sweep_id}.*2 finished")).wait_for(
+    # .first: while the fragment reruns, its previous copy of the line can still be shown
+    page.get_by_text(re.compile(rf"Sweep {sweep_id}.*2 finished")).first.wait_for(
         timeout=timeout_ms(240))
     idle(page)  # the last live redraw and the full rerun that stops the refreshing
     expect(page.get_by_role("heading", name="Final return per setting")).to_have_count(1)
