@@ -235,8 +235,11 @@ def _advance(store, gen, state: _Running, on_event) -> TrialOutcome | None:
         return _end(store, state, "finished", on_event)
     try:
         item = ray.get(ref)
-    except (TaskCancelledError, KeyboardInterrupt):
+    except TaskCancelledError:
         return _end(store, state, "cancelled", on_event)
+    # A KeyboardInterrupt here is the driver's own Ctrl-C, not the trial's: it goes up to
+    # drive(), which cancels the whole sweep (caught here, it ended one trial and the rest
+    # ran on to exit 0).
     except RayTaskError as error:
         cause = error.cause if isinstance(error.cause, BaseException) else None
         if isinstance(cause, (TaskCancelledError, KeyboardInterrupt)):
