@@ -8,6 +8,7 @@ stops the worker, and a reload or a follow link shows the same run.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -57,6 +58,27 @@ def wait_until_paused(page) -> None:
     wait_until_script_idle(page)
 
 
+def wait_for_text_in_a_live_chart(page, text: str, seconds: float = 120) -> None:
+    """Scroll through the live charts' frames until one of them shows `text`.
+
+    The frames come and go while the page reruns (a rerun can mount the detail panel's
+    charts a moment later), so each pass looks them up afresh instead of trusting an index.
+    """
+    from playwright.sync_api import Error as PlaywrightError  # installed: fixture checked
+
+    deadline = time.monotonic() + timeout_ms(seconds) / 1000
+    while time.monotonic() < deadline:
+        for frame in page.locator('iframe[src*="live_plotly"]').all():
+            try:
+                frame.scroll_into_view_if_needed(timeout=timeout_ms(5))
+                frame.content_frame.get_by_text(text).first.wait_for(timeout=timeout_ms(2))
+                return
+            except PlaywrightError:  # gone in a rerun, or drawn without the text yet
+                continue
+        page.wait_for_timeout(500)
+    raise AssertionError(f"no live chart showed {text!r} within {seconds:.0f} s (scaled)")
+
+
 def open_trpo(page, url):
     page.goto(f"{url}/trpo")
     page.get_by_role("button", name="Start").wait_for()
@@ -84,12 +106,9 @@ def test_start_train_pause_and_an_independent_second_session(
     page.get_by_text("Task and hyperparameters").click()
     assert wait_for_update_past(page, reached) > reached  # and training went on
     # The trust-region slice is drawn (its legend names the KL = δ contour). While the run
-    # trains the charts redraw in place, each in its own frame; the slice is the fifth
-    # (learning curve, history, CG, line search, slice, spectrum) and, below the fold, is
-    # drawn once scrolled into view.
-    chart = page.locator('iframe[src*="live_plotly"]').nth(4)
-    chart.scroll_into_view_if_needed()
-    chart.content_frame.get_by_text("KL = δ (trust region)").first.wait_for()
+    # trains the charts redraw in place, each in its own frame, and a chart below the fold
+    # is drawn once scrolled into view.
+    wait_for_text_in_a_live_chart(page, "KL = δ (trust region)")
     assert_no_exception(page)
 
     page.get_by_role("button", name="Pause").click()
