@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -141,7 +143,7 @@ def _execute(args, spec, db_path: Path) -> int:
     try:
         # Ray prints its own notices (a worker died, …) to stdout: keep stdout for the
         # report (the --json object) alone.
-        with contextlib.redirect_stdout(sys.stderr):
+        with _ctrl_c_cancels(cancel), contextlib.redirect_stdout(sys.stderr):
             run = runner.execute(spec, db_path, sweep_id=args.sweep_id, address=args.address,
                                  workers=args.workers, cancel=cancel, on_event=on_event,
                                  on_ready=on_ready)
@@ -158,6 +160,35 @@ def _execute(args, spec, db_path: Path) -> int:
     if run.cancelled:
         return 130
     return 1 if any(o.status == "failed" for o in run.outcomes) else 0
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(cancel: threading.Event):
+    """While the sweep runs, the first Ctrl-C sets ``cancel``; a second one interrupts.
+
+    Left to Python's default handler, the KeyboardInterrupt is raised wherever the driver
+    happens to be, and Ray's own calls can absorb it (a run of this CLI once ignored
+    Ctrl-C and finished every trial with exit 0). The engine polls ``cancel`` every
+    ``POLL_S``, so setting it is enough. A SIGINT that the caller ignores (``nohup``, a
+    background job) stays ignored.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+
+    def on_sigint(signum, frame) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for the trials
+        cancel.set()
+        os.write(2, b"\ncancelling the sweep: stopping its trials "
+                    b"(Ctrl-C again to stop waiting)\n")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _number(value):
