@@ -85,7 +85,8 @@ def running_server(log_name: str):
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = ARTIFACTS / log_name
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # one console per pytest-xdist worker
+    log = ARTIFACTS / (log_name if worker is None else f"{worker}-{log_name}")
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true",
