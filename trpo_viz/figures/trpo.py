@@ -1,4 +1,10 @@
-"""Figures for TRPO training: plain ``UpdateRecord``s and slice dicts in, Plotly figures out."""
+"""Figures for TRPO training: plain ``UpdateRecord``s and slice dicts in, Plotly figures out.
+
+Built from plain dicts without plotly's validation (:mod:`trpo_viz.figures.plain`): a
+view of a training run builds these five for every update, and validation (with
+``make_subplots``) cost 60–250 ms a figure on the 2-core VM, a few ms without. The
+tests rebuild each figure with validation on.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
-from plotly.subplots import make_subplots
 
+from trpo_viz.figures import plain
 from trpo_viz.trpo.numerics import first_rounding_iteration
 
 # Every marker is an SVG element the browser redraws after each update: past these counts
@@ -23,115 +29,119 @@ DAMPED_ELLIPSE_NAME = "½xᵀ(F+λI)x = δ (quadratic model, damped)"
 UNDAMPED_ELLIPSE_NAME = "½xᵀFx = δ (undamped Fisher)"
 
 
-def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
-    fig.update_layout(
-        title=title, height=height, margin=dict(l=50, r=20, t=50, b=40), template="plotly_white"
-    )
-    return fig
+def _layout(title: str, height: int = 360, **extra) -> dict:
+    """The TRPO charts' layout: title on top, a tight margin, ``extra`` on top."""
+    return {"title": {"text": title}, "height": height,
+            "margin": {"l": 50, "r": 20, "t": 50, "b": 40}, **extra}
+
+
+def _grid(rows: int, cols: int, h_space: float, v_space: float, titles=()) -> tuple[dict, list]:
+    """Axes for a rows × cols grid of subplots, as ``make_subplots`` lays them out.
+
+    Returns the layout's axes (``xaxis``, ``yaxis``, ``xaxis2``, … row by row from the
+    top) and the subplot titles as annotations.
+    """
+    width, height = (1 - h_space * (cols - 1)) / cols, (1 - v_space * (rows - 1)) / rows
+    axes, notes = {}, []
+    for row in range(rows):
+        for col in range(cols):
+            n = row * cols + col + 1
+            suffix = "" if n == 1 else str(n)
+            x0, y1 = col * (width + h_space), 1 - row * (height + v_space)
+            axes[f"xaxis{suffix}"] = {"domain": _unit(x0, x0 + width), "anchor": f"y{suffix}"}
+            axes[f"yaxis{suffix}"] = {"domain": _unit(y1 - height, y1), "anchor": f"x{suffix}"}
+            if n <= len(titles):
+                notes.append({"text": titles[n - 1], "x": x0 + width / 2, "y": y1,
+                              "xref": "paper", "yref": "paper", "xanchor": "center",
+                              "yanchor": "bottom", "showarrow": False, "font": {"size": 16}})
+    return axes, notes
+
+
+def _unit(*bounds: float) -> list[float]:
+    """Domain bounds in [0, 1] (1 − 0.41 − 0.18 − 0.41 is −1e-16 in floating point)."""
+    return [min(max(round(b, 12), 0.0), 1.0) for b in bounds]
+
+
+def _hline(y: float, axis: str = "", color: str = BOUND_COLOR, dash: str | None = None) -> dict:
+    """A horizontal line across subplot ``axis`` ("" for the first, "2", …) at height y."""
+    return {"type": "line", "xref": f"x{axis} domain", "x0": 0, "x1": 1, "yref": f"y{axis}",
+            "y0": y, "y1": y, "line": {"color": color, **({"dash": dash} if dash else {})}}
 
 
 def learning_curve_figure(records: Sequence, window: int = 20) -> go.Figure:
     """Episode returns against timesteps: each finished episode, and a moving average."""
-    # numpy arrays: Plotly validates them in bulk, lists element by element (thousands here).
     steps = np.array([r.total_timesteps for r in records for _ in r.episode_returns], float)
     returns = np.array([ret for r in records for ret in r.episode_returns], float)
     recent = slice(-MAX_EPISODE_POINTS, None)
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=steps[recent],
-            y=returns[recent],
+    data = [
+        plain.scatter(
+            x=steps[recent].tolist(),
+            y=plain.gaps(returns[recent]),
             mode="markers",
             name="episode return" + (" (latest)" if len(returns) > MAX_EPISODE_POINTS else ""),
-            marker=dict(size=4, opacity=0.35),
+            marker={"size": 4, "opacity": 0.35},
         )
-    )
+    ]
     if len(returns):
         kernel = np.ones(min(window, len(returns))) / min(window, len(returns))
         smooth = np.convolve(returns, kernel, mode="valid")
-        fig.add_trace(
-            go.Scatter(
-                x=steps[len(steps) - len(smooth) :],
-                y=smooth,
+        data.append(
+            plain.scatter(
+                x=steps[len(steps) - len(smooth) :].tolist(),
+                y=plain.gaps(smooth),
                 mode="lines",
                 name=f"mean of last {len(kernel)}",
-                line=dict(width=3),
+                line={"width": 3},
             )
         )
-    fig.update_xaxes(title="timesteps")
-    fig.update_yaxes(title="return")
-    return _layout(fig, "Learning curve")
+    return plain.figure(
+        data,
+        _layout("Learning curve", xaxis={"title": {"text": "timesteps"}},
+                yaxis={"title": {"text": "return"}}),
+    )
 
 
 def trust_region_history_figure(records: Sequence) -> go.Figure:
     """Per update: KL against δ, expected vs actual improvement, backtracks, step norm."""
     updates = [r.update + 1 for r in records]  # shown 1-based, as on the page
     colors = [ACCEPTED_COLOR if r.accepted else REJECTED_COLOR for r in records]
-    fig = make_subplots(
-        rows=2,
-        cols=2,
-        horizontal_spacing=0.12,
-        vertical_spacing=0.18,
-        subplot_titles=("KL vs δ", "surrogate improvement", "backtracks", "step norm"),
-    )
-    line = dict(mode="lines+markers" if len(records) <= MAX_MARKED_UPDATES else "lines")
+    marked = len(records) <= MAX_MARKED_UPDATES
+    mode = "lines+markers" if marked else "lines"
     backtracks = (
-        go.Bar(y=[r.backtracks for r in records], marker_color=colors, name="backtracks")
-        if len(records) <= MAX_MARKED_UPDATES
-        else go.Scatter(
-            y=[r.backtracks for r in records],
-            name="backtracks",
-            mode="lines",
-            line=dict(shape="hv"),
-        )
+        {"type": "bar", "x": updates, "y": [r.backtracks for r in records],
+         "marker": {"color": colors}, "name": "backtracks"}
+        if marked
+        else plain.scatter(x=updates, y=[r.backtracks for r in records], name="backtracks",
+                           mode="lines", line={"shape": "hv"})
     )
     rejected = [r for r in records if not r.accepted]
-    rejected_steps = go.Scatter(  # marked at any length: usually few, always worth seeing
-        x=[r.update + 1 for r in rejected],
-        y=[r.kl for r in rejected],
-        mode="markers",
-        marker=dict(color=REJECTED_COLOR, symbol="x", size=9),
-        name="rejected step",
-    )
-    panels = [  # (row, col, trace)
-        (1, 1, go.Scatter(y=[r.kl for r in records], marker=dict(color=colors), name="KL", **line)),
-        (1, 1, rejected_steps),
-        (
-            1,
-            1,
-            go.Scatter(
-                y=[r.max_kl for r in records],
-                mode="lines",
-                name="δ",
-                line=dict(dash="dash", color=BOUND_COLOR),
-            ),
+    data = [
+        plain.scatter(x=updates, y=plain.gaps(r.kl for r in records),
+                      marker={"color": colors}, name="KL", mode=mode),
+        plain.scatter(  # marked at any length: usually few, always worth seeing
+            x=[r.update + 1 for r in rejected], y=plain.gaps(r.kl for r in rejected),
+            mode="markers", marker={"color": REJECTED_COLOR, "symbol": "x", "size": 9},
+            name="rejected step",
         ),
-        (
-            1,
-            2,
-            go.Scatter(
-                y=[r.expected_improvement * r.step_fraction for r in records],
-                name="expected (gᵀΔθ)",
-                **line,
-            ),
-        ),
-        (1, 2, go.Scatter(y=[r.actual_improvement for r in records], name="actual", **line)),
-        (2, 1, backtracks),
-        (
-            2,
-            2,
-            go.Scatter(
-                y=[r.step_norm * r.step_fraction for r in records], name="step norm", **line
-            ),
-        ),
+        plain.scatter(x=updates, y=[r.max_kl for r in records], mode="lines", name="δ",
+                      line={"dash": "dash", "color": BOUND_COLOR}),
+        plain.scatter(x=updates, name="expected (gᵀΔθ)", mode=mode, xaxis="x2", yaxis="y2",
+                      y=plain.gaps(r.expected_improvement * r.step_fraction for r in records)),
+        plain.scatter(x=updates, y=plain.gaps(r.actual_improvement for r in records),
+                      name="actual", mode=mode, xaxis="x2", yaxis="y2"),
+        {**backtracks, "xaxis": "x3", "yaxis": "y3"},
+        plain.scatter(x=updates, y=plain.gaps(r.step_norm * r.step_fraction for r in records),
+                      name="step norm", mode=mode, xaxis="x4", yaxis="y4"),
     ]
-    for row, col, trace in panels:
-        if trace.x is None:
-            trace.x = updates
-        fig.add_trace(trace, row=row, col=col)
-    fig.update_xaxes(title="update", row=2)
-    fig.update_layout(legend=dict(orientation="h", y=-0.2))
-    return _layout(fig, "Trust region over time (red: step rejected)", height=560)
+    axes, titles = _grid(2, 2, 0.12, 0.18,
+                         ("KL vs δ", "surrogate improvement", "backtracks", "step norm"))
+    for axis in ("xaxis3", "xaxis4"):
+        axes[axis]["title"] = {"text": "update"}
+    return plain.figure(
+        data,
+        _layout("Trust region over time (red: step rejected)", 560, **axes,
+                annotations=titles, legend={"orientation": "h", "y": -0.2}),
+    )
 
 
 def cg_residuals_figure(record) -> go.Figure:
@@ -144,75 +154,68 @@ def cg_residuals_figure(record) -> go.Figure:
     returned s is a separate diamond. Records saved before these diagnostics existed show
     the plain curve.
     """
-    residuals = np.asarray(record.cg_residuals, dtype=float)
-    k = np.arange(len(residuals))
+    residuals = plain.log_values(record.cg_residuals)
+    k = list(range(len(residuals)))
     dtype = getattr(record, "cg_dtype", "float32")
     k_lost = first_rounding_iteration(getattr(record, "cg_orthogonality", []))
     exact = len(residuals) if k_lost is None else k_lost
-    fig = go.Figure()
+    data = []
     floor = getattr(record, "cg_rounding_floor", None)
     true = getattr(record, "cg_true_residual", None)
-    if floor is not None and floor > 0:
-        shown = [v for v in (*residuals, true) if v is not None and v > 0 and np.isfinite(v)]
+    if plain.finite(floor) and floor > 0:
+        shown = [v for v in (*residuals, true) if plain.finite(v) and v > 0]
         bottom = min([floor, *shown]) / 10
         band_x = [-0.5, max(len(residuals) - 0.5, 0.5)]
-        fig.add_trace(
-            go.Scatter(
-                x=band_x, y=[bottom, bottom], mode="lines", line=dict(width=0),
-                showlegend=False, hoverinfo="skip",
-            )
-        )  # fmt: skip
-        fig.add_trace(
-            go.Scatter(
+        data.append(plain.scatter(x=band_x, y=[bottom, bottom], mode="lines",
+                                  line={"width": 0}, showlegend=False, hoverinfo="skip"))
+        data.append(
+            plain.scatter(
                 x=band_x,
                 y=[floor, floor],
                 mode="lines",
                 fill="tonexty",
                 fillcolor="rgba(214, 39, 40, 0.12)",
-                line=dict(color=REJECTED_COLOR, dash="dash", width=1),
+                line={"color": REJECTED_COLOR, "dash": "dash", "width": 1},
                 name=f"below {dtype}'s reach (rounding floor)",
                 hovertemplate=f"rounding floor {floor:.2e}<extra></extra>",
             )
         )
-    fig.add_trace(
-        go.Scatter(
-            x=k[:exact],
-            y=residuals[:exact],
-            mode="lines+markers",
-            name="‖r_k‖ (recursive)",
-            line=dict(color="#1f77b4"),
-        )
-    )
+    data.append(plain.scatter(x=k[:exact], y=residuals[:exact], mode="lines+markers",
+                              name="‖r_k‖ (recursive)", line={"color": "#1f77b4"}))
     if k_lost is not None:
         lost = slice(max(k_lost - 1, 0), None)  # joined to the last exact point
-        fig.add_trace(
-            go.Scatter(
+        data.append(
+            plain.scatter(
                 x=k[lost],
                 y=residuals[lost],
                 mode="lines+markers",
                 name="‖r_k‖ after orthogonality is lost (rounding)",
-                line=dict(color=BOUND_COLOR, dash="dot"),
-                marker=dict(color=BOUND_COLOR),
+                line={"color": BOUND_COLOR, "dash": "dot"},
+                marker={"color": BOUND_COLOR},
             )
         )
     if true is not None:
-        fig.add_trace(
-            go.Scatter(
+        data.append(
+            plain.scatter(
                 x=[record.cg_iterations],
-                y=[true],
+                y=plain.log_values([true]),
                 mode="markers",
                 name="true ‖g − (F+λI)s‖",
-                marker=dict(symbol="diamond", size=12, color=ACCEPTED_COLOR),
+                marker={"symbol": "diamond", "size": 12, "color": ACCEPTED_COLOR},
             )
         )
-    fig.update_xaxes(title="CG iteration k", dtick=1 if len(residuals) <= 20 else None)
-    fig.update_yaxes(title="‖r_k‖", type="log", exponentformat="power")
-    fig.update_layout(legend=dict(orientation="h", y=-0.25))
     title = (
         f"CG on the Fisher system (update {record.update + 1}, {dtype}): "
         f"{record.cg_iterations} iterations, {record.cg_stop_reason}"
     )
-    return _layout(fig, title, height=400)
+    xaxis = {"title": {"text": "CG iteration k"}}
+    if len(residuals) <= 20:
+        xaxis["dtick"] = 1
+    return plain.figure(
+        data,
+        _layout(title, 400, xaxis=xaxis, legend={"orientation": "h", "y": -0.25},
+                yaxis={"title": {"text": "‖r_k‖"}, "type": "log", "exponentformat": "power"}),
+    )
 
 
 def line_search_figure(record) -> go.Figure:
@@ -223,61 +226,34 @@ def line_search_figure(record) -> go.Figure:
         ACCEPTED_COLOR if i == record.accepted_index else BOUND_COLOR
         for i in range(len(candidates))
     ]
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        horizontal_spacing=0.14,
-        subplot_titles=("mean KL(π_old ‖ π)", "surrogate improvement"),
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=fractions,
-            y=[c.kl for c in candidates],
-            mode="markers+lines",
-            marker=dict(color=colors, size=10),
-            name="KL",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_hline(
-        y=record.max_kl,
-        line_dash="dash",
-        line_color=REJECTED_COLOR,
-        annotation_text="δ",
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=fractions,
-            y=[c.improvement for c in candidates],
-            mode="markers+lines",
-            marker=dict(color=colors, size=10),
-            name="actual",
-        ),
-        row=1,
-        col=2,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=fractions,
-            y=[c.expected_improvement for c in candidates],
-            mode="lines",
-            line=dict(dash="dot"),
-            name="linear model",
-        ),
-        row=1,
-        col=2,
-    )
-    fig.add_hline(y=0, line_color=BOUND_COLOR, row=1, col=2)
-    fig.update_xaxes(title="step fraction", type="log")
+    marker = {"color": colors, "size": 10}
+    data = [
+        plain.scatter(x=fractions, y=plain.gaps(c.kl for c in candidates),
+                      mode="markers+lines", marker=marker, name="KL"),
+        plain.scatter(x=fractions, y=plain.gaps(c.improvement for c in candidates),
+                      mode="markers+lines", marker=marker, name="actual", xaxis="x2",
+                      yaxis="y2"),
+        plain.scatter(x=fractions, y=plain.gaps(c.expected_improvement for c in candidates),
+                      mode="lines", line={"dash": "dot"}, name="linear model", xaxis="x2",
+                      yaxis="y2"),
+    ]
+    axes, titles = _grid(1, 2, 0.14, 0, ("mean KL(π_old ‖ π)", "surrogate improvement"))
+    for axis in ("xaxis", "xaxis2"):
+        axes[axis].update(title={"text": "step fraction"}, type="log")
+    delta = {"text": "δ", "xref": "x domain", "x": 1, "yref": "y", "y": record.max_kl,
+             "xanchor": "right", "yanchor": "bottom", "showarrow": False}
     verdict = (
         f"accepted fraction {fractions[record.accepted_index]:.3g}"
         if record.accepted_index is not None
         else "no candidate accepted: θ restored"
     )
-    return _layout(fig, f"Line search (fraction 1 = full natural step): {verdict}")
+    return plain.figure(
+        data,
+        _layout(f"Line search (fraction 1 = full natural step): {verdict}", **axes,
+                annotations=[*titles, delta],
+                shapes=[_hline(record.max_kl, color=REJECTED_COLOR, dash="dash"),
+                        _hline(0, "2")]),
+    )
 
 
 def trust_region_slice_figure(plane: dict) -> go.Figure:
@@ -289,94 +265,73 @@ def trust_region_slice_figure(plane: dict) -> go.Figure:
     F + λI; the undamped ½xᵀFx = δ (when the slice has it) is in the legend, hidden until
     clicked.
     """
-    a, b = np.asarray(plane["alphas"]), np.asarray(plane["betas"])
+    a, b = np.asarray(plane["alphas"], float), np.asarray(plane["betas"], float)
     delta = plane["max_kl"]
-    fig = go.Figure()
-    fig.add_trace(
-        go.Contour(
-            x=a,
-            y=b,
-            z=plane["improvement"],
-            colorscale="RdBu",
-            zmid=0,
-            name="L(θ) − L(θ_old)",
-            colorbar=dict(title="surrogate<br>improvement"),
-            contours=dict(showlabels=False),
-            hovertemplate="a=%{x:.2f} b=%{y:.2f}<br>improvement %{z:.3g}<extra></extra>",
-        )
-    )
-    fig.add_trace(
-        go.Contour(
-            x=a,
-            y=b,
-            z=plane["kl"],
-            contours=dict(start=delta, end=delta, size=1, coloring="none", showlabels=True),
-            line=dict(color="black", width=3),
-            showscale=False,
-            name="KL = δ (trust region)",
-            showlegend=True,
-            hoverinfo="skip",
-        )
-    )
+    data = [
+        {
+            "type": "contour",
+            "x": a,
+            "y": b,
+            "z": np.asarray(plane["improvement"], float),
+            "colorscale": "RdBu",
+            "zmid": 0,
+            "name": "L(θ) − L(θ_old)",
+            "colorbar": {"title": {"text": "surrogate<br>improvement"}},
+            "contours": {"showlabels": False},
+            "hovertemplate": "a=%{x:.2f} b=%{y:.2f}<br>improvement %{z:.3g}<extra></extra>",
+        },
+        {
+            "type": "contour",
+            "x": a,
+            "y": b,
+            "z": np.asarray(plane["kl"], float),
+            "contours": {"start": delta, "end": delta, "size": 1, "coloring": "none",
+                         "showlabels": True},
+            "line": {"color": "black", "width": 3},
+            "showscale": False,
+            "name": "KL = δ (trust region)",
+            "showlegend": True,
+            "hoverinfo": "skip",
+        },
+    ]
     t = np.linspace(0, 2 * np.pi, 200)
     ellipse = _ellipse(np.asarray(plane["quadratic_form"]), delta, t)
     if ellipse is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=ellipse[0],
-                y=ellipse[1],
-                mode="lines",
-                line=dict(color="black", dash="dash", width=2),
-                name=DAMPED_ELLIPSE_NAME,
-            )
-        )
+        data.append(plain.scatter(x=ellipse[0], y=ellipse[1], mode="lines",
+                                  line={"color": "black", "dash": "dash", "width": 2},
+                                  name=DAMPED_ELLIPSE_NAME))
     if plane.get("quadratic_form_undamped") is not None:
         undamped = _ellipse(np.asarray(plane["quadratic_form_undamped"]), delta, t)
         if undamped is not None:  # F alone may be singular in this plane: no ellipse then
-            fig.add_trace(
-                go.Scatter(
+            data.append(
+                plain.scatter(
                     x=undamped[0],
                     y=undamped[1],
                     mode="lines",
-                    line=dict(color=BOUND_COLOR, dash="dot", width=2),
+                    line={"color": BOUND_COLOR, "dash": "dot", "width": 2},
                     name=UNDAMPED_ELLIPSE_NAME,
                     visible="legendonly",  # one click on the legend shows it
                 )
             )
-    candidates = np.asarray(plane["candidates"])
+    candidates = np.asarray(plane["candidates"], float)
     if len(candidates):
-        fig.add_trace(
-            go.Scatter(
-                x=candidates[:, 0],
-                y=candidates[:, 1],
-                mode="markers",
-                marker=dict(color="white", size=9, line=dict(width=2)),
-                name="line-search candidates",
-            )
-        )
+        data.append(plain.scatter(x=candidates[:, 0], y=candidates[:, 1], mode="markers",
+                                  marker={"color": "white", "size": 9, "line": {"width": 2}},
+                                  name="line-search candidates"))
     if plane.get("accepted") is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=[plane["accepted"][0]],
-                y=[plane["accepted"][1]],
-                mode="markers",
-                marker=dict(color=ACCEPTED_COLOR, size=16, symbol="star"),
-                name="accepted step",
-            )
-        )
-    fig.add_trace(
-        go.Scatter(
-            x=[0],
-            y=[0],
-            mode="markers",
-            name="θ_old",
-            marker=dict(color="black", size=10, symbol="x"),
-        )
+        data.append(plain.scatter(x=[float(plane["accepted"][0])],
+                                  y=[float(plane["accepted"][1])], mode="markers",
+                                  marker={"color": ACCEPTED_COLOR, "size": 16, "symbol": "star"},
+                                  name="accepted step"))
+    data.append(plain.scatter(x=[0], y=[0], mode="markers", name="θ_old",
+                              marker={"color": "black", "size": 10, "symbol": "x"}))
+    return plain.figure(
+        data,
+        _layout("Trust-region slice through parameter space", 560,
+                xaxis={"title": {"text": "a: along the natural step Δ = β·F⁻¹g"}},
+                yaxis={"title": {"text": "b: along the gradient g (own trust-region length)"}},
+                legend={"orientation": "h", "y": -0.22}),
     )
-    fig.update_xaxes(title="a: along the natural step Δ = β·F⁻¹g")
-    fig.update_yaxes(title="b: along the gradient g (own trust-region length)")
-    fig.update_layout(legend=dict(orientation="h", y=-0.22))
-    return _layout(fig, "Trust-region slice through parameter space", height=560)
 
 
 def _ellipse(matrix: np.ndarray, level: float, t: np.ndarray) -> np.ndarray | None:
