@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -159,3 +160,23 @@ def test_cancel_stops_running_trials_marks_the_rest_and_a_restart_runs_them_agai
     with RunStore(db) as store:
         outcomes = engine.drive(store, storage.prepare_trials(store, "afterall", tiny), 2)
     assert [o.status for o in outcomes] == ["finished"]
+
+
+def test_a_trial_runs_at_most_its_backlog_ahead_of_the_driver(ray_local):
+    import ray
+
+    config = default_config("CartPole-v1", **TINY, total_timesteps=256 * 5000)
+    gen = engine.remote_trial().remote(config.to_dict(), False)
+    try:
+        assert ray.get(next(gen))["kind"] == "started"
+        ready, _ = ray.wait([gen], timeout=120)  # TensorFlow is up, the first update is out
+        assert ready
+        time.sleep(5)  # unread: unbounded, the trial would run hundreds of updates ahead
+        waiting = 0
+        while ray.wait([gen], timeout=0)[0] and waiting <= 50:
+            item = ray.get(next(gen))
+            assert item["kind"] == "update"  # not done: it waited for the driver
+            waiting += 1
+        assert 1 <= waiting <= 2 * engine.BACKLOG, waiting
+    finally:
+        ray.cancel(gen)

@@ -41,6 +41,11 @@ from trpo_viz.sweep.connection import (  # noqa: F401 - re-exported: engine.conn
 
 POLL_S = 0.25  # the driver's ray.wait timeout: how soon it notices a cancel
 HEARTBEAT_S = 2.0
+# A trial pauses once this many of its items wait unread by the driver (Ray's generator
+# backpressure): the store shows where a trial is, not where it was, and a cancel stops it
+# there; unbounded, a small trial on a busy driver ran to its end before the driver read
+# the update that cancelled it.
+BACKLOG = 4
 CANCEL_DRAIN_S = 10.0  # how long cancelled trials get to acknowledge
 
 
@@ -84,12 +89,14 @@ _remote = None
 
 
 def remote_trial():
-    """``trial_task`` as a Ray remote function (one CPU, no retries)."""
+    """``trial_task`` as a Ray remote function (one CPU, no retries, at most
+    ``BACKLOG`` items ahead of the driver)."""
     global _remote
     if _remote is None:
         import ray
 
-        _remote = ray.remote(num_cpus=1, max_retries=0)(trial_task)
+        _remote = ray.remote(num_cpus=1, max_retries=0,
+                             _generator_backpressure_num_objects=BACKLOG)(trial_task)
     return _remote
 
 
