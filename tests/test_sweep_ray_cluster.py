@@ -76,6 +76,17 @@ def _wait_for(predicate, what: str, timeout: float = 300.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _signal_state(pid) -> dict:
+    """SIGINT's disposition in process ``pid`` (ignored, blocked, caught), from /proc."""
+    try:
+        with open(f"/proc/{pid}/status") as file:
+            lines = [line for line in file if line.startswith(("SigIgn", "SigBlk", "SigCgt"))]
+    except OSError as error:
+        return {"error": str(error)}
+    bit = 1 << (signal.SIGINT - 1)
+    return {line.split(":")[0]: bool(int(line.split()[1], 16) & bit) for line in lines}
+
+
 @pytest.fixture(scope="module")
 def cluster():
     if not RAY.exists():
@@ -162,13 +173,14 @@ def test_ctrl_c_cancels_a_cli_sweep_on_the_cluster_cleanly(cluster, tmp_path):
                 return any(r.status == "running" for r in store.runs())
 
         _wait_for(some_trial_running, "a running trial")
+        before = _signal_state(driver.pid)  # what the driver does with SIGINT: for a failure
         driver.send_signal(signal.SIGINT)
         out, err = driver.communicate(timeout=120)
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait()
-    assert driver.returncode == 130, (out, err)
+    assert driver.returncode == 130, (before, _signal_state("self"), out, err)
     assert "cancelling the sweep" in err  # the first Ctrl-C was taken as a cancel
     report = json.loads(out)
     assert report["cancelled"] is True

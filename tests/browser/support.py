@@ -60,3 +60,11 @@ def publish_to_docs(screenshot: Path, name: str) -> None:
     if os.environ.get("TRPO_VIZ_REFRESH_DOCS") == "1":
         DOCS.mkdir(exist_ok=True)
         shutil.copyfile(screenshot, DOCS / name)
+
+
+def wait_until_script_idle(page) -> None:
+    """No script run in flight: Streamlit's status widget shows no running icon."""
+    page.wait_for_function(
+        "() => !document.querySelector("
+        "'[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')"
+    )

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.browser.support import publish_to_docs, timeout_ms
+from tests.browser.support import publish_to_docs, timeout_ms, wait_until_script_idle
 from tests.browser.test_cg_browser import assert_no_exception, full_height, wait_for_page
 
 pytestmark = pytest.mark.browser
@@ -43,9 +43,15 @@ def test_n_1000_preset_krylov_view_and_lanczos(page, streamlit_server, screensho
         timeout=timeout_ms(300))  # compiles f, its HVP and H by 1,000 HVPs
     assert_no_exception(page)
     assert page.locator(".gtitle", has_text="Error per eigencomponent").count() == 0  # n > 200
+    wait_until_script_idle(page)  # the page's own run is over: the click starts a new one
     page.get_by_text("Spectrum without H").first.click()
     page.get_by_role("button", name="Estimate the spectrum").click()
-    page.get_by_text("κ estimate θ_max/θ_min").first.wait_for(timeout=timeout_ms(300))
+    try:  # 30 Lanczos HVPs and the SLQ starts: seconds, unless the click was lost
+        page.get_by_text("κ estimate θ_max/θ_min").first.wait_for(timeout=timeout_ms(120))
+    except Exception:
+        full_height(page)
+        page.screenshot(path=str(screenshots / "cg-n1000-lanczos-failed.png"), full_page=True)
+        raise
     page.locator(".legendtext", has_text="SLQ estimate").first.wait_for(timeout=timeout_ms(120))
     assert page.get_by_text("exact κ").count() >= 1
     assert_no_exception(page)

@@ -12,7 +12,13 @@ import time
 
 import pytest
 
-from tests.browser.support import PAGE_TIMEOUT_MS, new_tab, publish_to_docs, timeout_ms
+from tests.browser.support import (
+    PAGE_TIMEOUT_MS,
+    new_tab,
+    publish_to_docs,
+    timeout_ms,
+    wait_until_script_idle,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -40,13 +46,6 @@ def wait_for_update_past(page, n: int) -> int:
 
 def assert_no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
-
-
-def wait_until_script_idle(page) -> None:
-    page.wait_for_function(
-        "() => !document.querySelector("
-        "'[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')"
-    )
 
 
 def wait_until_paused(page) -> None:
