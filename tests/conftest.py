@@ -38,21 +38,44 @@ def _sigint_state() -> tuple[bool, bool]:
     return bool(bits.get("SigIgn", 0) & bit), bool(bits.get("SigBlk", 0) & bit)
 
 
-@pytest.fixture(autouse=True)
-def sigint_left_as_found(request):
-    """A test that leaves SIGINT ignored or blocked in this process is named and undone.
-
-    Child processes inherit an ignored SIGINT: a CLI that a later test interrupts with
-    Ctrl-C would never see it (the sweep Ctrl-C test failed that way in full runs only).
-    """
+def _restore_sigint(where: str, before: tuple[bool, bool]) -> None:
     import signal
     import warnings
 
-    before = _sigint_state()
-    yield
     after = _sigint_state()
     if after != before and any(after):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        warnings.warn(f"{request.node.nodeid} left SIGINT (ignored, blocked) = {after}; "
-                      "restored", stacklevel=1)
+        warnings.warn(f"{where} left SIGINT (ignored, blocked) = {after}; restored",
+                      stacklevel=1)
+
+
+# A test phase (its fixtures' setup and teardown included) that leaves SIGINT ignored or
+# blocked in this process is named and undone: child processes inherit an ignored SIGINT,
+# so a CLI that a later test interrupts with Ctrl-C, or a Ray worker that ray.cancel
+# interrupts, would never see it (two sweep tests failed that way in full runs only).
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    before = _sigint_state()
+    try:
+        return (yield)
+    finally:
+        _restore_sigint(f"setting up {item.nodeid}", before)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    before = _sigint_state()
+    try:
+        return (yield)
+    finally:
+        _restore_sigint(item.nodeid, before)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    before = _sigint_state()
+    try:
+        return (yield)
+    finally:
+        _restore_sigint(f"tearing down {item.nodeid}", before)

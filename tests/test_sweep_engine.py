@@ -123,7 +123,9 @@ def test_a_failing_trial_a_killed_worker_and_a_deleted_run_do_not_stop_the_sweep
 
 def test_cancel_stops_running_trials_marks_the_rest_and_a_restart_runs_them_again(
         ray_local, tmp_path):
-    spec = build_spec("CartPole-v1", 256 * 500, parse_grid(["max_kl=0.01,0.02"]), 1,
+    # Long enough that no trial ends on its own while the driver waits for the cancel to
+    # be acknowledged (CANCEL_DRAIN_S), however fast the machine.
+    spec = build_spec("CartPole-v1", 2_000_000, parse_grid(["max_kl=0.01,0.02"]), 1,
                       overrides=parse_overrides(["n_steps=128", "hidden_sizes=16",
                                                  "value_epochs=1"]))
     cancel = threading.Event()

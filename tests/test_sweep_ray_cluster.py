@@ -87,6 +87,13 @@ def _signal_state(pid) -> dict:
     return {line.split(":")[0]: bool(int(line.split()[1], 16) & bit) for line in lines}
 
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT handled by default, as in a terminal's foreground
+    job (this process may ignore it: a child inherits an ignored SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @pytest.fixture(scope="module")
 def cluster():
     if not RAY.exists():
@@ -162,7 +169,8 @@ def test_ctrl_c_cancels_a_cli_sweep_on_the_cluster_cleanly(cluster, tmp_path):
         [sys.executable, "-m", "trpo_viz.sweep.command", "--address", cluster["address"],
          "--db", str(db), "--steps", str(256 * 400), "--grid", "max_kl=0.01,0.02",
          "--seeds", "2", *TINY_SET, "--workers", "2", "--json", "--no-progress"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        preexec_fn=_as_from_a_terminal)
     try:
         def some_trial_running() -> bool:  # its worker has started the task
             if driver.poll() is not None:

@@ -21,6 +21,7 @@ the trainer) and the ones not started are marked cancelled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -321,7 +322,9 @@ def _cancel_all(store, running: dict, queue: deque, outcomes: dict, on_event) ->
                     state.planned, status, wall_s=end.wall_s, host=end.host,
                     error=None if status == "finished" else storage.CANCELLED)
                 on_event(SweepEvent("end", end.index, end.run_id, status=status))
-    for state in running.values():  # did not acknowledge in time: cancelled all the same
+    for gen, state in running.items():  # did not acknowledge in time: its worker is ended
+        with contextlib.suppress(Exception):  # (already gone, or the node was lost)
+            ray.cancel(gen, force=True)
         storage.mark_cancelled(store, state.planned.run_id, started=True)
         outcomes[state.planned.trial.index] = _outcome(state.planned, "cancelled",
                                                        error=storage.CANCELLED)
