@@ -182,3 +182,19 @@ def test_a_trial_runs_at_most_its_backlog_ahead_of_the_driver(ray_local):
         assert 1 <= waiting <= 2 * engine.BACKLOG, waiting
     finally:
         ray.cancel(gen)
+
+
+@pytest.mark.parametrize("cancel_sent, status", [(False, "failed"), (True, "cancelled")])
+def test_a_stream_that_ends_without_its_done_item_did_not_finish(tmp_path, cancel_sent, status):
+    """A cancelled Ray generator can end with StopIteration, not TaskCancelledError: only a
+    trial whose last item ("done") arrived is finished."""
+    spec = build_spec("CartPole-v1", 256, parse_grid([]), 1,
+                      overrides=parse_overrides(["n_steps=128", "hidden_sizes=16"]))
+    with RunStore(tmp_path / "runs.sqlite3") as store:
+        planned = storage.prepare_trials(store, "early123", spec)[0]
+        state = engine._Running(planned, started=True, cancel_sent=cancel_sent)
+        end = engine._advance(store, iter(()), state, lambda event: None)
+        assert end.status == status
+        assert storage.trial_status(store.run(planned.run_id)) == status
+        done = engine._Running(planned, started=True, done=True)
+        assert engine._advance(store, iter(()), done, lambda event: None).status == "finished"

@@ -132,6 +132,8 @@ class _Running:
     process_cpu_s: float | None = None
     host: str | None = None
     pid: int | None = None
+    done: bool = False  # its last item ("done") arrived: the trial trained to its end
+    cancel_sent: bool = False  # ray.cancel was called on it
 
 
 @dataclass
@@ -194,7 +196,7 @@ def drive(store, planned: list[storage.PlannedTrial], max_parallel: int,
                 try:
                     end = _advance(store, gen, state, on_event)
                 except StoreError:  # its run was deleted while it trained
-                    ray.cancel(gen)
+                    _cancel(gen, state)
                     end = _end(store, state, "cancelled", on_event)
                 if end is not None:
                     del running[gen]
@@ -203,7 +205,7 @@ def drive(store, planned: list[storage.PlannedTrial], max_parallel: int,
                 last_beat = time.monotonic()
                 for gen, state in list(running.items()):
                     if _stop_requested(store, state.planned.run_id):
-                        ray.cancel(gen)  # the trial's own Stop (e.g. from /trpo), or deleted
+                        _cancel(gen, state)  # the trial's own Stop (from /trpo), or deleted
                     else:
                         store.heartbeat(state.planned.run_id, os.getpid())
     except KeyboardInterrupt:
@@ -240,7 +242,12 @@ def _advance(store, gen, state: _Running, on_event) -> TrialOutcome | None:
     try:
         ref = next(gen)
     except StopIteration:
-        return _end(store, state, "finished", on_event)
+        if state.done:
+            return _end(store, state, "finished", on_event)
+        if state.cancel_sent:  # a cancelled generator can end without TaskCancelledError
+            return _end(store, state, "cancelled", on_event)
+        return _end(store, state, "failed", on_event,
+                    error="the trial stopped before it finished (its stream ended early)")
     try:
         item = ray.get(ref)
     except TaskCancelledError:
@@ -269,13 +276,14 @@ def _advance(store, gen, state: _Running, on_event) -> TrialOutcome | None:
         try:
             store.append_update(p.run_id, record, None, item.get("checkpoint"))
         except sqlite3.IntegrityError:  # the run was deleted while it trained
-            ray.cancel(gen)
+            _cancel(gen, state)
             return _end(store, state, "cancelled", on_event)
         state.updates += 1
         on_event(SweepEvent("update", p.trial.index, p.run_id, update=record.update,
                             total_timesteps=record.total_timesteps,
                             extra={"mean_return": record.mean_return}))
     elif kind == "done":
+        state.done = True
         state.wall_s, state.max_rss_mib = item.get("wall_s"), item.get("max_rss_mib")
         state.process_cpu_s = item.get("process_cpu_s")
     return None
@@ -301,12 +309,19 @@ def _end(store, state: _Running, status: str, on_event, error: str | None = None
                     process_cpu_s=state.process_cpu_s)
 
 
+def _cancel(gen, state: _Running) -> None:
+    import ray
+
+    state.cancel_sent = True
+    ray.cancel(gen)
+
+
 def _cancel_all(store, running: dict, queue: deque, outcomes: dict, on_event) -> None:
     """Cancel the running trials, wait briefly for them to stop, mark everything left."""
     import ray
 
-    for gen in running:
-        ray.cancel(gen)
+    for gen, state in running.items():
+        _cancel(gen, state)
     deadline = time.monotonic() + CANCEL_DRAIN_S
     while running and time.monotonic() < deadline:
         ready, _ = ray.wait(list(running), num_returns=len(running), timeout=POLL_S)
