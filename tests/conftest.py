@@ -39,21 +39,26 @@ def _sigint_state() -> tuple[bool, bool]:
 
 
 def _restore_sigint(where: str, before: tuple[bool, bool]) -> None:
+    """Undo an ignored or blocked SIGINT found at the end of a phase, and say so.
+
+    Checked whatever ``before`` was: a background thread (a server's, Ray's) may change it
+    between two phases, where no phase would see the change happen.
+    """
     import signal
     import warnings
 
     after = _sigint_state()
-    if after != before and any(after):
+    if any(after):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        warnings.warn(f"{where} left SIGINT (ignored, blocked) = {after}; restored",
-                      stacklevel=1)
+        warnings.warn(f"SIGINT (ignored, blocked) = {after} at the end of {where} (before it: "
+                      f"{before}); restored", stacklevel=1)
 
 
 # A test phase (its fixtures' setup and teardown included) that leaves SIGINT ignored or
 # blocked in this process is named and undone: child processes inherit an ignored SIGINT,
 # so a CLI that a later test interrupts with Ctrl-C, or a Ray worker that ray.cancel
-# interrupts, would never see it (two sweep tests failed that way in full runs only).
+# interrupts, would never see it (the sweep Ctrl-C test failed that way in full runs only).
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
     before = _sigint_state()
