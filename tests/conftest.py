@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import pytest
@@ -38,21 +39,26 @@ def _sigint_state() -> tuple[bool, bool]:
     return bool(bits.get("SigIgn", 0) & bit), bool(bits.get("SigBlk", 0) & bit)
 
 
-def _restore_sigint(where: str, before: tuple[bool, bool]) -> None:
+@contextlib.contextmanager
+def _sigint_guard(where: str):
     """Undo an ignored or blocked SIGINT found at the end of a phase, and say so.
 
-    Checked whatever ``before`` was: a background thread (a server's, Ray's) may change it
-    between two phases, where no phase would see the change happen.
+    Checked whatever it was before the phase: a background thread (a server's, Ray's) may
+    change it between two phases, where no phase would see the change happen.
     """
     import signal
     import warnings
 
-    after = _sigint_state()
-    if any(after):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        warnings.warn(f"SIGINT (ignored, blocked) = {after} at the end of {where} (before it: "
-                      f"{before}); restored", stacklevel=1)
+    before = _sigint_state()
+    try:
+        yield
+    finally:
+        after = _sigint_state()
+        if any(after):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            warnings.warn(f"SIGINT (ignored, blocked) = {after} at the end of {where} (before "
+                          f"it: {before}); restored", stacklevel=1)
 
 
 # A test phase (its fixtures' setup and teardown included) that leaves SIGINT ignored or
@@ -61,26 +67,17 @@ def _restore_sigint(where: str, before: tuple[bool, bool]) -> None:
 # interrupts, would never see it (the sweep Ctrl-C test failed that way in full runs only).
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    before = _sigint_state()
-    try:
+    with _sigint_guard(f"setting up {item.nodeid}"):
         return (yield)
-    finally:
-        _restore_sigint(f"setting up {item.nodeid}", before)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    before = _sigint_state()
-    try:
+    with _sigint_guard(item.nodeid):
         return (yield)
-    finally:
-        _restore_sigint(item.nodeid, before)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    before = _sigint_state()
-    try:
+    with _sigint_guard(f"tearing down {item.nodeid}"):
         return (yield)
-    finally:
-        _restore_sigint(f"tearing down {item.nodeid}", before)
