@@ -138,7 +138,11 @@ class LiveRun:
         return self.slices.get(update)
 
     def refresh_frames(self, max_frames: int = 120, every: int = 10) -> list[np.ndarray]:
-        """Render a short rollout of the current policy, at most once per ``every`` updates."""
+        """Render a short rollout of the current policy, at most once per ``every`` updates.
+
+        Raises :class:`~trpo_viz.trpo.pictures.RenderUnavailable` (its message is the note
+        to show instead) where this machine cannot render the task; the run is unaffected.
+        """
         if self.trainer is None:
             return self.frames
         latest = len(self.records)
