@@ -112,9 +112,11 @@ def cpu_by_group(trainer_root: int | None, server: int | None) -> dict[str, floa
             "followers": sum(table[p][1] for p in ours if table[p][3] == SCHED_IDLE)}
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    return streamlit_server.start_server(home / "server.log",
-                                         ENV | {"TRPO_VIZ_HOME": str(home)})
+def start_server(home: Path, worker_threads: int | None) -> tuple[subprocess.Popen, str]:
+    env = ENV | {"TRPO_VIZ_HOME": str(home)}
+    if worker_threads:  # trpo_viz.runs.registry.WORKER_THREADS_ENV
+        env["TRPO_VIZ_WORKER_THREADS"] = str(worker_threads)
+    return streamlit_server.start_server(home / "server.log", env)
 
 
 # ----------------------------------------------------------------------------- watching a run
@@ -212,7 +214,7 @@ def page_row(args, browser, followers: int | None, follower_browser=None) -> dic
     followers open and draw it; then Resume. ``followers`` None: the owner's tab closes
     right after Resume, so nobody watches while the worker trains."""
     home = Path(tempfile.mkdtemp(prefix="bench-runs-page-"))
-    server, url = start_server(home)
+    server, url = start_server(home, args.worker_threads)
     watch = Watch(home / "runs.sqlite3", args.updates, server=server.pid)
     contexts = []
     try:
@@ -389,7 +391,9 @@ def print_report(args, rows: list[dict], store: dict | None) -> None:
     base = next((r["updates_per_s"] for r in rows if r["row"].startswith("headless")), None)
     print(f"\nStored runs: CartPole-v1, {BATCH:,} steps per update, {args.updates} updates per "
           f"row; updates/s over the stored updates {args.warmup} → {args.updates} (page rows: "
-          "from the first update after every tab shows one)")
+          "from the first update after every tab shows one)"
+          + (f"; the server's worker on {args.worker_threads} TensorFlow thread(s)"
+             if args.worker_threads else ""))
     print(f"{'row':<36} {'window':>9} {'updates/s':>10} {'× headless':>11} {'step s':>8} "
           f"{'trainer':>8} {'server':>7} {'browser':>8} {'followers':>10}   (CPU: cores busy)")
     for r in rows:
@@ -445,6 +449,9 @@ def main() -> None:
     parser.add_argument("--followers-equal", action="store_true",
                         help="run the followers' Chromium like the owner's, not under "
                         "SCHED_IDLE (the audience's browsers on the server's own CPUs)")
+    parser.add_argument("--worker-threads", type=int, default=None,
+                        help="TensorFlow threads of the server's training worker "
+                        "(TRPO_VIZ_WORKER_THREADS; default: TensorFlow's choice, as headless)")
     parser.add_argument("--row-timeout", type=float, default=1800.0, help="seconds per row")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of tables")
     args = parser.parse_args()
@@ -456,6 +463,8 @@ def main() -> None:
         parser.error("--followers: each count from 0 to 50")
     if not 1 <= args.warmup <= args.updates - 3:
         parser.error("--warmup must be at least 1 and at least 3 below --updates")
+    if args.worker_threads is not None and not 1 <= args.worker_threads <= 64:
+        parser.error("--worker-threads: from 1 to 64")
     if args.store_updates < 1 or args.synth_updates < 1:
         parser.error("--store-updates and --synth-updates must be at least 1")
 

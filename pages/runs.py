@@ -32,7 +32,11 @@ def registry_for(db_path: str):
 
 
 def registry():
-    return registry_for(str(default_db_path()))
+    try:
+        return registry_for(str(default_db_path()))
+    except ValueError as error:  # the server's settings, e.g. TRPO_VIZ_WORKER_THREADS
+        st.error(f"The server cannot train runs: {error}.", icon=":material/error:")
+        st.stop()
 
 
 def plain(text: str) -> str:

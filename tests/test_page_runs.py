@@ -47,6 +47,13 @@ def test_empty_library_says_how_to_get_runs(home):
     assert any("No stored runs yet" in info.value for info in at.info)
 
 
+def test_a_bad_worker_thread_setting_is_an_alert_not_a_traceback(home, monkeypatch):
+    monkeypatch.setenv(registry_module.WORKER_THREADS_ENV, "two")
+    at = new_page().run()
+    assert not at.exception
+    assert any("TRPO_VIZ_WORKER_THREADS must be a whole number" in e.value for e in at.error)
+
+
 def test_lists_runs_with_names_shown_as_typed(home):
     run_id = trained_run(home, "**bold** <b>name</b>")
     at = new_page().run()

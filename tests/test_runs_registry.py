@@ -8,7 +8,13 @@ import time
 
 import pytest
 
-from trpo_viz.runs.registry import Registry
+from trpo_viz.runs.registry import (
+    WORKER_THREADS_ENV,
+    Registry,
+    _shared,
+    shared_registry,
+    worker_threads,
+)
 from trpo_viz.runs.store import RunStore, StoreError
 from trpo_viz.trpo.config import default_config
 
@@ -136,3 +142,37 @@ def test_release_ends_a_paused_worker_before_its_grace(tmp_path, monkeypatch):
         wait_for(lambda: store.run(run_id).status == "stopped", "the run to stop")
     finally:
         registry.shutdown()
+
+
+@pytest.mark.parametrize("text, threads", [("", None), ("1", 1), (" 3 ", 3), ("1024", 1024)])
+def test_worker_threads_from_the_environment(monkeypatch, text, threads):
+    monkeypatch.setenv(WORKER_THREADS_ENV, text)
+    assert worker_threads() == threads
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "1.5", "two", "²", "1025", "9" * 50])
+def test_a_bad_worker_thread_count_is_refused_by_name(monkeypatch, text):
+    monkeypatch.setenv(WORKER_THREADS_ENV, text)
+    with pytest.raises(ValueError, match=f"{WORKER_THREADS_ENV} must be a whole number from 1"):
+        worker_threads()
+
+
+def test_the_shared_registry_gives_its_workers_the_configured_threads(tmp_path, monkeypatch):
+    """The worker's command line carries --threads, and its TensorFlow uses that many."""
+    monkeypatch.setenv("TRPO_VIZ_HOME", str(tmp_path))
+    monkeypatch.setenv(WORKER_THREADS_ENV, "1")
+    registry = shared_registry(tmp_path / "runs.sqlite3")
+    try:
+        assert registry.threads == 1
+        store = RunStore(registry.db_path)
+        run_id = registry.create(config(updates=LONG))
+        wait_for(lambda: store.run(run_id).updates >= 1, "an update")
+        pid = store.run(run_id).worker_pid
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            command = file.read().split(b"\0")
+        assert command[command.index(b"--threads") + 1] == b"1"
+        registry.stop(run_id)
+        wait_for(lambda: store.run(run_id).status == "stopped", "the run to stop")
+    finally:
+        registry.shutdown()
+        _shared.pop(registry.db_path, None)

@@ -28,6 +28,7 @@ MAX_WORKERS = 4  # runs training at once per server
 STALE_S = 15.0  # a worker whose heartbeat is older than this is gone
 SCHEDULE_S = 0.5
 IDLE_PAUSE = "paused: nobody was watching"
+WORKER_THREADS_ENV = "TRPO_VIZ_WORKER_THREADS"
 
 
 class Registry:
@@ -256,10 +257,22 @@ _shared: dict[Path, Registry] = {}
 _shared_lock = threading.Lock()
 
 
+def worker_threads() -> int | None:
+    """TensorFlow threads per training worker: ``$TRPO_VIZ_WORKER_THREADS`` if set, else
+    TensorFlow's own choice (every core). Raises ValueError for anything but 1 … 1024."""
+    text = os.environ.get(WORKER_THREADS_ENV, "").strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1024:
+        raise ValueError(f"{WORKER_THREADS_ENV} must be a whole number from 1 to 1024, "
+                         f"not {text[:40]!r}")
+    return int(text)
+
+
 def shared_registry(db_path=None) -> Registry:
     """The process-wide registry for ``db_path`` (default: the data folder's store)."""
     path = Path(db_path) if db_path is not None else default_db_path()
     with _shared_lock:
         if path not in _shared:
-            _shared[path] = Registry(path)
+            _shared[path] = Registry(path, threads=worker_threads())
         return _shared[path]
