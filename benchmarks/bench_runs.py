@@ -237,6 +237,7 @@ def page_row(args, browser, followers: int | None, follower_browser=None) -> dic
         if followers is None:
             contexts.pop(0).close()
         watch.done.wait(args.row_timeout)
+        shown = [shown_update(context.pages[0]) for context in contexts[1:]]
     finally:
         for context in contexts:
             context.close()
@@ -246,16 +247,50 @@ def page_row(args, browser, followers: int | None, follower_browser=None) -> dic
     name = "worker, no tab" if followers is None else f"page + {followers} followers"
     row = watch.result(name, args.warmup, args.updates)
     row["followers"] = followers
+    if followers:  # how far behind the run each follower's view was as training ended
+        row["follower_lag"] = [None if n is None else args.updates - n for n in shown]
     return row
 
 
-def chromium_wrapper(path: Path, idle: bool) -> Path:
-    """A script that starts Chromium without CAP_SYS_NICE (and under SCHED_IDLE if idle)."""
+def shown_update(tab) -> int | None:
+    """The update a view's status line shows now ("Update N of M"), None if none."""
+    text = tab.evaluate("() => document.body.innerText")
+    found = re.search(r"Update (\d+) of \d+", text)
+    return int(found.group(1)) if found else None
+
+
+def chromium_wrapper(path: Path, idle: bool, cgroup: Path | None = None) -> Path:
+    """A script that starts Chromium without CAP_SYS_NICE (and under SCHED_IDLE if idle),
+    in ``cgroup`` if given (its processes and every child they start)."""
     idle_prefix = "chrt --idle 0 " if idle else ""
-    path.write_text(f'#!/bin/sh\nexec {idle_prefix}setpriv --bounding-set -sys_nice '
+    join = f"echo $$ > '{cgroup / 'cgroup.procs'}'\n" if cgroup else ""
+    path.write_text(f'#!/bin/sh\n{join}exec {idle_prefix}setpriv --bounding-set -sys_nice '
                     f'--inh-caps -sys_nice "{CHROMIUM}" "$@"\n')
     path.chmod(0o755)
     return path
+
+
+CPU_CGROUPS = (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup"))  # cgroup v1, v2
+
+
+def idle_cgroup(name: str) -> tuple[Path | None, str]:
+    """A CPU cgroup with ``cpu.idle`` = 1 for the followers' Chromium, or None and why not.
+
+    SCHED_IDLE per thread is not enough: on this kernel (EEVDF) the followers' Chromium
+    with ten tabs keeps dozens of SCHED_IDLE threads runnable, and measured beside a
+    headless trainer they left it runnable but waiting for 0.8 of a core. ``cpu.idle``
+    makes the whole group one idle entity: it runs only on CPU that nothing else wants.
+    """
+    for root in CPU_CGROUPS:
+        if (root / "cpu.idle").exists() or (root / "cgroup.procs").exists():
+            group = root / name
+            try:
+                group.mkdir(exist_ok=True)
+                (group / "cpu.idle").write_text("1")
+                return group, f"cgroup {group} (cpu.idle = 1)"
+            except OSError as error:
+                return None, f"no idle cgroup ({error}): SCHED_IDLE threads only"
+    return None, "no CPU cgroup found: SCHED_IDLE threads only"
 
 
 def new_tab(browser, contexts: list):
@@ -393,7 +428,9 @@ def print_report(args, rows: list[dict], store: dict | None) -> None:
           f"row; updates/s over the stored updates {args.warmup} → {args.updates} (page rows: "
           "from the first update after every tab shows one)"
           + (f"; the server's worker on {args.worker_threads} TensorFlow thread(s)"
-             if args.worker_threads else ""))
+             if args.worker_threads else "")
+          + (f"; followers' Chromium: {args.audience}" if getattr(args, "audience", None)
+             else ""))
     print(f"{'row':<36} {'window':>9} {'updates/s':>10} {'× headless':>11} {'step s':>8} "
           f"{'trainer':>8} {'server':>7} {'browser':>8} {'followers':>10}   (CPU: cores busy)")
     for r in rows:
@@ -408,6 +445,10 @@ def print_report(args, rows: list[dict], store: dict | None) -> None:
         print(f"{r['row']:<36} {window:>9} {r['updates_per_s']:>10.3f} {ratio:>11} {step:>8} "
               f"{cores['trainer']:>8.2f} {cores['server']:>7.2f} {cores['browser']:>8.2f} "
               f"{cores['followers']:>10.2f}")
+    for r in rows:
+        if r.get("follower_lag"):
+            print(f"  {r['row']}: each follower's view when training ended, updates behind the "
+                  f"last: {r['follower_lag']} (None: no update shown)")
     if store:
         m = store["mean_s"]
         print(f"\nStore cost per update, in this process, mean of {store['timed_updates']} real "
@@ -449,6 +490,9 @@ def main() -> None:
     parser.add_argument("--followers-equal", action="store_true",
                         help="run the followers' Chromium like the owner's, not under "
                         "SCHED_IDLE (the audience's browsers on the server's own CPUs)")
+    parser.add_argument("--idle-cgroup", action=argparse.BooleanOptionalAction, default=True,
+                        help="put the followers' Chromium in a CPU cgroup with cpu.idle = 1 "
+                        "(needs root; without it, SCHED_IDLE threads only)")
     parser.add_argument("--worker-threads", type=int, default=None,
                         help="TensorFlow threads of the server's training worker "
                         "(TRPO_VIZ_WORKER_THREADS; default: TensorFlow's choice, as headless)")
@@ -484,15 +528,27 @@ def main() -> None:
             browser = playwright.chromium.launch(
                 executable_path=str(chromium_wrapper(folder / "owner", idle=False)),
                 headless=True, args=CHROMIUM_ARGS)
+            group, how = None, "the owner's terms (--followers-equal)"
+            if not args.followers_equal:
+                group, how = ((None, "SCHED_IDLE threads only (--no-idle-cgroup)")
+                              if not args.idle_cgroup else idle_cgroup("trpo-viz-bench-audience"))
+            print(f"  followers' Chromium: {how}", file=sys.stderr, flush=True)
+            args.audience = how
             audience = playwright.chromium.launch(
                 executable_path=str(chromium_wrapper(folder / "audience",
-                                                     idle=not args.followers_equal)),
+                                                     idle=not args.followers_equal,
+                                                     cgroup=group)),
                 headless=True, args=CHROMIUM_ARGS)
             for count in ([None] if args.no_tab_row else []) + followers:
                 rows.append(page_row(args, browser, count, audience))
                 log(rows[-1], args)
             audience.close()
             browser.close()
+            if group is not None:
+                try:
+                    group.rmdir()
+                except OSError:  # a Chromium process not yet gone: the empty group stays
+                    pass
     store = store_cost(args)
     if args.json:
         print(json.dumps({"updates": args.updates, "warmup": args.warmup, "rows": rows,
