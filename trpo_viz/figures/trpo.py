@@ -30,9 +30,12 @@ UNDAMPED_ELLIPSE_NAME = "½xᵀFx = δ (undamped Fisher)"
 
 
 def _layout(title: str, height: int = 360, **extra) -> dict:
-    """The TRPO charts' layout: title on top, a tight margin, ``extra`` on top."""
+    """The TRPO charts' layout: title on top, a tight margin, ``extra`` on top. With
+    subplot titles (``annotations`` from :func:`_grid`) the top margin leaves them a line
+    of their own under the chart's title."""
+    top = 80 if extra.get("annotations") else 50
     return {"title": {"text": title}, "height": height,
-            "margin": {"l": 50, "r": 20, "t": 50, "b": 40}, **extra}
+            "margin": {"l": 50, "r": 20, "t": top, "b": 40}, **extra}
 
 
 def _grid(rows: int, cols: int, h_space: float, v_space: float, titles=()) -> tuple[dict, list]:
