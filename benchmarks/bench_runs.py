@@ -9,8 +9,10 @@ run configuration, each row in a fresh data folder and, for page rows, a fresh s
   600 s without a view: a row must finish before that).
 - ``page + N followers``: the tab that pressed Start stays open (the speaker's laptop), and
   N more browser contexts open ``/trpo?run=<id>&follow=1`` in a second headless Chromium
-  run under SCHED_IDLE (an audience watches on its own machines, so its browsers take only
-  the CPU that the trainer, the server and the owner's tab leave; ``--followers-equal``
+  run in a CPU cgroup with ``cpu.idle`` = 1 and under SCHED_IDLE (an audience watches on
+  its own machines, so its browsers take only the CPU that the trainer, the server and
+  the owner's tab leave; SCHED_IDLE threads alone do not ensure that here, see
+  :func:`idle_cgroup`; ``--no-idle-cgroup`` measures them that way, ``--followers-equal``
   lets them compete for this machine's two cores on equal terms). Both Chromiums start
   without CAP_SYS_NICE: as root, Chromium would raise its main and GPU processes to
   nice -8, above the trainer, which a desktop user's browser cannot do.
