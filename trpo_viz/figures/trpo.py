@@ -207,8 +207,8 @@ def cg_residuals_figure(record) -> go.Figure:
                 marker={"symbol": "diamond", "size": 12, "color": ACCEPTED_COLOR},
             )
         )
-    title = (
-        f"CG on the Fisher system (update {record.update + 1}, {dtype}): "
+    title = (  # two lines: the chart sits in a half-width column
+        f"CG on the Fisher system (update {record.update + 1}, {dtype}):<br>"
         f"{record.cg_iterations} iterations, {record.cg_stop_reason}"
     )
     xaxis = {"title": {"text": "CG iteration k"}}
@@ -217,7 +217,8 @@ def cg_residuals_figure(record) -> go.Figure:
     return plain.figure(
         data,
         _layout(title, 400, xaxis=xaxis, legend={"orientation": "h", "y": -0.25},
-                yaxis={"title": {"text": "‖r_k‖"}, "type": "log", "exponentformat": "power"}),
+                yaxis={"title": {"text": "‖r_k‖"}, "type": "log", "exponentformat": "power"},
+                margin={"l": 50, "r": 20, "t": 80, "b": 40}),
     )
 
 
