@@ -161,7 +161,7 @@ def _ritz_only_figure(record, damping: float, ritz: np.ndarray, title: str) -> g
             "within F + λI's spectrum; κ(F + λI) ≤ 1 + λ_max/λ)."
         )
     lines.append("Exact eigenvalues: " + (exact_fisher_note(record) or "none recorded."))
-    header, top = plain.header(lines, width=90)  # a half-width column on the TRPO page
+    header, top = plain.header(lines, width=75)  # a half-width column on the TRPO page
     figure_layout = plain.layout(
         title,
         420,

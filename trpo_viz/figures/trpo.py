@@ -253,8 +253,8 @@ def line_search_figure(record) -> go.Figure:
     )
     return plain.figure(
         data,
-        _layout(f"Line search (fraction 1 = full natural step): {verdict}", **axes,
-                annotations=[*titles, delta],
+        _layout(f"Line search (fraction 1 = full natural step):<br>{verdict}", **axes,
+                margin={"l": 50, "r": 20, "t": 120, "b": 40}, annotations=[*titles, delta],
                 shapes=[_hline(record.max_kl, color=REJECTED_COLOR, dash="dash"),
                         _hline(0, "2")]),
     )
