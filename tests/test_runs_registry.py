@@ -158,7 +158,7 @@ def test_a_bad_worker_thread_count_is_refused_by_name(monkeypatch, text):
 
 
 def test_the_shared_registry_gives_its_workers_the_configured_threads(tmp_path, monkeypatch):
-    """The worker's command line carries --threads, and its TensorFlow uses that many."""
+    """The worker is started with ``--threads`` set from the environment."""
     monkeypatch.setenv("TRPO_VIZ_HOME", str(tmp_path))
     monkeypatch.setenv(WORKER_THREADS_ENV, "1")
     registry = shared_registry(tmp_path / "runs.sqlite3")

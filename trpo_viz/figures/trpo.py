@@ -29,11 +29,12 @@ DAMPED_ELLIPSE_NAME = "½xᵀ(F+λI)x = δ (quadratic model, damped)"
 UNDAMPED_ELLIPSE_NAME = "½xᵀFx = δ (undamped Fisher)"
 
 
-def _layout(title: str, height: int = 360, **extra) -> dict:
-    """The TRPO charts' layout: title on top, a tight margin, ``extra`` on top. With
-    subplot titles (``annotations`` from :func:`_grid`) the top margin leaves them a line
-    of their own under the chart's title."""
-    top = 80 if extra.get("annotations") else 50
+def _layout(title: str, height: int = 360, top: int | None = None, **extra) -> dict:
+    """The TRPO charts' layout: title on top, a tight margin, ``extra`` on top. The top
+    margin is ``top`` px, by default 50, or 80 with subplot titles (``annotations`` from
+    :func:`_grid`) so that they get a line of their own under the chart's title."""
+    if top is None:
+        top = 80 if extra.get("annotations") else 50
     return {"title": {"text": title}, "height": height,
             "margin": {"l": 50, "r": 20, "t": top, "b": 40}, **extra}
 
@@ -218,7 +219,7 @@ def cg_residuals_figure(record) -> go.Figure:
         data,
         _layout(title, 400, xaxis=xaxis, legend={"orientation": "h", "y": -0.25},
                 yaxis={"title": {"text": "‖r_k‖"}, "type": "log", "exponentformat": "power"},
-                margin={"l": 50, "r": 20, "t": 80, "b": 40}),
+                top=80),
     )
 
 
@@ -254,7 +255,7 @@ def line_search_figure(record) -> go.Figure:
     return plain.figure(
         data,
         _layout(f"Line search (fraction 1 = full natural step):<br>{verdict}", **axes,
-                margin={"l": 50, "r": 20, "t": 120, "b": 40}, annotations=[*titles, delta],
+                top=120, annotations=[*titles, delta],
                 shapes=[_hline(record.max_kl, color=REJECTED_COLOR, dash="dash"),
                         _hline(0, "2")]),
     )
