@@ -16,27 +16,13 @@ if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy p
     PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
     st.rerun()  # before the heavy imports below: the real app appears at once
 
+from app_parts.run_registry import run_registry
 from trpo_viz.runs.archive import export_run, import_run
 from trpo_viz.runs.html import stored_run_html
-from trpo_viz.runs.registry import shared_registry
-from trpo_viz.runs.store import RunStore, StoreError, default_db_path
+from trpo_viz.runs.store import RunStore, StoreError
 from trpo_viz.trpo.live import MAX_UPLOAD_BYTES
 
 st.session_state.setdefault("runs_message", None)
-
-
-@st.cache_resource(show_spinner=False)
-def registry_for(db_path: str):
-    """The server's run registry (its worker processes train; pages only send commands)."""
-    return shared_registry(db_path)
-
-
-def registry():
-    try:
-        return registry_for(str(default_db_path()))
-    except ValueError as error:  # the server's settings, e.g. TRPO_VIZ_WORKER_THREADS
-        st.error(f"The server cannot train runs: {error}.", icon=":material/error:")
-        st.stop()
 
 
 def plain(text: str) -> str:
@@ -52,7 +38,7 @@ def run_zip(db_path: str, run_id: str) -> bytes:
 
 def rename(run_id: str) -> None:
     try:
-        registry().store.rename(run_id, st.session_state[f"runs_name_{run_id}"])
+        run_registry().store.rename(run_id, st.session_state[f"runs_name_{run_id}"])
         st.session_state.runs_message = ("success", "Renamed.")
     except StoreError as error:
         st.session_state.runs_message = ("error", str(error))
@@ -60,7 +46,7 @@ def rename(run_id: str) -> None:
 
 def delete(run_id: str) -> None:
     try:
-        registry().delete(run_id)
+        run_registry().delete(run_id)
         st.session_state.runs_message = ("success", "Deleted.")
         st.session_state.runs_selected = None
     except StoreError as error:
@@ -73,7 +59,7 @@ st.caption("Every TRPO run trained here, from the command line (`python -m trpo_
            "continue it; a link to it shows the same run to anyone.")
 
 try:
-    store = registry().store
+    store = run_registry().store
     runs = store.runs()
 except StoreError as error:
     st.error(str(error), icon="⚠️")
@@ -120,7 +106,7 @@ else:
         with right:
             # Built on click; each partial holds the store's path and the run id, not the
             # page's globals.
-            db_path = str(registry().db_path)
+            db_path = str(run_registry().db_path)
             zip_column, html_column = st.columns(2)
             zip_column.download_button(
                 "Download (.zip)", functools.partial(run_zip, db_path, info.id),
@@ -148,7 +134,7 @@ if upload is not None and st.button("Import", icon=":material/upload:"):
         st.error(f"The file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB.")
     else:
         try:
-            import_run(registry().store, upload.getvalue())
+            import_run(run_registry().store, upload.getvalue())
             st.session_state.runs_message = ("success", "Imported: it is at the top of the list.")
             st.rerun()
         except ValueError as error:  # StoreError and the archive's validation errors

@@ -28,6 +28,7 @@ if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy p
     st.rerun()  # before the heavy imports below: the real app appears at once
 
 from app_parts import plain
+from app_parts.run_registry import run_registry
 from app_parts.trpo_charts import (
     beside_figure,
     detail_figures,
@@ -38,8 +39,7 @@ from app_parts.trpo_charts import (
 )
 from app_parts.trpo_form import VARIANT_NAMES, settings_form
 from trpo_viz.runs.html import stored_run_html
-from trpo_viz.runs.registry import shared_registry
-from trpo_viz.runs.store import StoreError, default_db_path
+from trpo_viz.runs.store import StoreError
 from trpo_viz.trpo.live import (
     describe_config,
     variant_of,
@@ -65,24 +65,10 @@ st.session_state.setdefault("trpo_error", None)
 st.session_state.setdefault("trpo_touched", {})
 
 
-@st.cache_resource(show_spinner=False)
-def registry_for(db_path: str):
-    """The server's run registry: its worker processes train, the pages only send commands."""
-    return shared_registry(db_path)
-
-
-def registry():
-    try:
-        return registry_for(str(default_db_path()))
-    except ValueError as error:  # the server's settings, e.g. TRPO_VIZ_WORKER_THREADS
-        st.error(f"The server cannot train runs: {error}.", icon=":material/error:")
-        st.stop()
-
-
 def records_of(run_id: str) -> list:
     """Every record of the run, reading only those this session has not read yet."""
     cached = st.session_state.trpo_records.setdefault(run_id, [])
-    cached.extend(registry().store.records(run_id, start=len(cached)))
+    cached.extend(run_registry().store.records(run_id, start=len(cached)))
     return cached
 
 
@@ -90,7 +76,7 @@ def watching(run_id: str) -> None:
     """Keep the run from pausing itself for want of a viewer (at most one write per TOUCH_S)."""
     last = st.session_state.trpo_touched.get(run_id, -TOUCH_S)
     if time.monotonic() - last >= TOUCH_S:
-        registry().view(run_id)
+        run_registry().view(run_id)
         st.session_state.trpo_touched[run_id] = time.monotonic()
 
 
@@ -109,7 +95,7 @@ follow = st.query_params.get("follow") == "1"
 info = None
 if run_id is not None:
     try:
-        info = registry().view(run_id)
+        info = run_registry().view(run_id)
         st.session_state.trpo_touched[run_id] = time.monotonic()
     except StoreError as error:
         st.error(plain(f"Cannot show this run: {error}."), icon=":material/error:")
@@ -124,7 +110,7 @@ beside_id = st.query_params.get("beside") if info is not None else None
 beside = None
 if beside_id is not None:
     try:
-        beside = registry().view(beside_id)
+        beside = run_registry().view(beside_id)
     except StoreError as error:
         st.warning(plain(f"Cannot show the run beside this one: {error}."), icon=":material/error:")
         beside_id = None
@@ -146,26 +132,26 @@ def command(action: str) -> None:
     st.session_state.trpo_error = None
     try:
         if action in ("start", "step") and info is None:
-            new_id = registry().create(settings.config(), start=action == "start")
+            new_id = run_registry().create(settings.config(), start=action == "start")
             if action == "step":
-                registry().step(new_id)
+                run_registry().step(new_id)
             set_run(new_id)
         elif action == "start":
-            registry().resume(info.id)
+            run_registry().resume(info.id)
         elif action == "step":
-            registry().step(info.id)
+            run_registry().step(info.id)
         elif action == "pause":
-            registry().pause(info.id)
+            run_registry().pause(info.id)
         elif action == "stop":
-            registry().stop(info.id)
+            run_registry().stop(info.id)
         elif action == "beside":
             chosen = st.session_state.trpo_beside_variant
             config = variant_of(info.config, chosen,
                                 pg_lr=settings.values["pg_lr"] if chosen == "vanilla-pg" else None)
-            st.query_params["beside"] = registry().create(
+            st.query_params["beside"] = run_registry().create(
                 config, name=f"{info.name} · {chosen}", start=True)
         elif action == "new":
-            registry().release(info.id)  # paused: its worker's memory goes back now
+            run_registry().release(info.id)  # paused: its worker's memory goes back now
             set_run(None)
     except (StoreError, ValueError) as error:
         st.session_state.trpo_error = str(error)
@@ -220,7 +206,7 @@ if info is not None:  # outside the ticking fragment: the button keeps its calla
         "Download for slides (.html)",
         # built on click from the updates stored by then; the partial holds two strings,
         # not the page's globals
-        functools.partial(stored_run_html, str(registry().db_path), info.id),
+        functools.partial(stored_run_html, str(run_registry().db_path), info.id),
         file_name=f"trpo-{info.env_id}-{info.id}.html", mime="text/html", on_click="ignore",
         icon=":material/slideshow:",
         help="One self-contained HTML file that opens offline, without Python: the learning "
@@ -233,7 +219,7 @@ if info is not None:  # outside the ticking fragment: the button keeps its calla
 def status_line(info, records, shown: int) -> str:
     status = info.status
     if status == "queued":
-        position = registry().queue_position(info.id)
+        position = run_registry().queue_position(info.id)
         status = f"waiting for a free trainer: {_ordinal(position)} in line" if position else status
     elif status == "starting":
         status = "starting the trainer (TensorFlow and the task load in a few seconds)"
@@ -275,7 +261,7 @@ def run_view() -> None:
         st.info("Press **Start** to train, or **Step** for a single update. Stored runs are "
                 "listed in the Run library.")
         return
-    store = registry().store
+    store = run_registry().store
     current = store.run(run_id)
     watching(run_id)
     records = records_of(run_id)

@@ -23,6 +23,20 @@ def private_data_home(tmp_path_factory):
     del os.environ["TRPO_VIZ_HOME"]
 
 
+
+@pytest.fixture(scope="session")
+def cartpole_live_run():
+    """A LiveRun of CartPole after three updates (256 steps × 2 envs each), for the tests
+    that read a trained run's records, slices and pictures."""
+    from trpo_viz.trpo.config import default_config
+    from trpo_viz.trpo.live import LiveRun
+
+    run = LiveRun.start(default_config("CartPole-v1", n_steps=256, n_envs=2))
+    for _ in range(3):
+        run.step()
+    yield run
+    run.close()
+
 def _sigint_state() -> tuple[bool, bool]:
     """(ignored, blocked) for SIGINT at the OS level, from /proc (Python's own table of
     handlers cannot tell: native code can change the disposition behind its back)."""

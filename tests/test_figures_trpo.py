@@ -12,17 +12,11 @@ import pytest
 from plotly.subplots import make_subplots
 
 from trpo_viz.figures import trpo as figures
-from trpo_viz.trpo.config import default_config
-from trpo_viz.trpo.live import LiveRun
 
 
-@pytest.fixture(scope="module")
-def run():
-    run = LiveRun.start(default_config("CartPole-v1", n_steps=256, n_envs=2))
-    for _ in range(3):
-        run.step()
-    yield run
-    run.close()
+@pytest.fixture
+def run(cartpole_live_run):
+    return cartpole_live_run  # conftest: three CartPole updates, shared by the session
 
 
 def validated(fig: go.Figure) -> go.Figure:

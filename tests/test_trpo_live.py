@@ -16,13 +16,9 @@ from trpo_viz.trpo.live import LiveRun, RunLimitError, config_from_form
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def run():
-    run = LiveRun.start(default_config("CartPole-v1", n_steps=256, n_envs=2))
-    for _ in range(3):
-        run.step()
-    yield run
-    run.close()
+@pytest.fixture
+def run(cartpole_live_run):
+    return cartpole_live_run  # conftest: three CartPole updates, shared by the session
 
 
 def test_each_update_keeps_its_trust_region_slice(run):
