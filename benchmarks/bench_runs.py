@@ -166,6 +166,10 @@ class Watch(threading.Thread):
                 connection.close()
             self.done.set()
 
+    def count(self) -> int:
+        """The most updates seen stored so far."""
+        return max(self.seen, default=0)
+
     @staticmethod
     def _poll(connection):
         try:
@@ -244,8 +248,12 @@ def page_row(args, browser, followers: int | None, follower_browser=None) -> dic
             time.sleep(POLL_S)
         if followers is None:
             contexts.pop(0).close()
+        lags = []
+        if followers:  # each follower's view, read three quarters into the run
+            while watch.count() < args.updates * 3 // 4 and not watch.done.wait(POLL_S):
+                pass
+            lags = [follower_lag(context.pages[0], watch) for context in contexts[1:]]
         watch.done.wait(args.row_timeout)
-        shown = [shown_update(context.pages[0]) for context in contexts[1:]]
     finally:
         for context in contexts:
             context.close()
@@ -255,9 +263,22 @@ def page_row(args, browser, followers: int | None, follower_browser=None) -> dic
     name = "worker, no tab" if followers is None else f"page + {followers} followers"
     row = watch.result(name, args.warmup, args.updates)
     row["followers"] = followers
-    if followers:  # how far behind the run each follower's view was as training ended
-        row["follower_lag"] = [None if n is None else args.updates - n for n in shown]
+    if followers:
+        row["follower_lag"] = lags
     return row
+
+
+def follower_lag(tab, watch) -> tuple[int, float] | None:
+    """How far a follower's view is behind the store while the run trains: (updates
+    stored but not shown, seconds since the first of them was stored), read when the
+    view answers (views are read one after another: each against the store at its own
+    reading). None if the view shows no update."""
+    shown = shown_update(tab)
+    now, stored = time.perf_counter(), watch.count()
+    if shown is None:
+        return None
+    first_unshown = watch.seen.get(shown + 1)
+    return stored - shown, (now - first_unshown[0]) if first_unshown and stored > shown else 0.0
 
 
 def shown_update(tab) -> int | None:
@@ -471,8 +492,11 @@ def print_report(args, rows: list[dict], store: dict | None) -> None:
               f"{cores['followers']:>10.2f}")
     for r in rows:
         if r.get("follower_lag"):
-            print(f"  {r['row']}: each follower's view when training ended, updates behind the "
-                  f"last: {r['follower_lag']} (None: no update shown)")
+            shown = ", ".join("—" if lag is None else f"{lag[0]} ({lag[1]:.1f} s)"
+                              for lag in r["follower_lag"])
+            print(f"  round {r['round']}, {r['row']}: each follower three quarters into the "
+                  f"run, updates stored but not yet shown (seconds since the first of them): "
+                  f"{shown}")
     if store:
         m = store["mean_s"]
         print(f"\nStore cost per update, in this process, mean of {store['timed_updates']} real "
