@@ -7,13 +7,17 @@ every trial into the run store, and this page only reads the store. State: the U
 last action's outcome, shown once) and ``compare_cache`` (records already read).
 """
 
-import html
 import os
 
 import pandas as pd
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
+    PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
+    st.rerun()  # before the heavy imports below: the real app appears at once
+
+from app_parts import plain
 from trpo_viz.runs.store import RunStore, StoreError, default_db_path
 from trpo_viz.sweep import export, figures
 from trpo_viz.sweep.engine import engine_info
@@ -30,10 +34,6 @@ from trpo_viz.sweep.registry import app_address, shared_sweeps
 from trpo_viz.sweep.results import list_sweeps, load_sweep
 from trpo_viz.sweep.storage import check_sweep_id
 from trpo_viz.trpo.config import available_envs, default_config
-
-if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
-    PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
-    st.rerun()
 
 REFRESH_S = 1.5  # how often a running sweep's view is redrawn
 MAX_BARS = 24  # progress bars drawn (running trials first); the table lists every trial
@@ -58,11 +58,6 @@ def registry_for(db_path: str):
 
 def registry():
     return registry_for(str(default_db_path()))
-
-
-def plain(text: str) -> str:
-    """User-derived text for Markdown: escaped, so it shows as typed."""
-    return html.escape(str(text)).replace("*", "\\*").replace("_", "\\_").replace("`", "\\`")
 
 
 def items(text: str) -> list[str]:
@@ -151,14 +146,14 @@ with st.expander("New sweep", expanded="sweep" not in st.query_params):
                     f"(at most {MAX_TRIALS}).")
         st.button("Start", type="primary", icon=":material/play_arrow:", on_click=start)
     except GridError as error:
-        st.error(f"This grid cannot run: {error}", icon="⚠️")
+        st.error(plain(f"This grid cannot run: {error}"), icon="⚠️")
         st.button("Start", type="primary", icon=":material/play_arrow:", disabled=True)
 
 try:
     with RunStore(default_db_path()) as store:
         sweeps = list_sweeps(store)
 except StoreError as error:
-    st.error(str(error), icon="⚠️")
+    st.error(plain(str(error)), icon="⚠️")
     st.stop()
 
 chosen = st.query_params.get("sweep")
@@ -166,7 +161,7 @@ if chosen is not None:
     try:
         check_sweep_id(chosen)
     except GridError as error:
-        st.error(f"The link's sweep is not valid: {error}")
+        st.error(plain(f"The link's sweep is not valid: {error}"), icon="⚠️")
         chosen = None
 known = {s.sweep_id: s for s in sweeps}
 options = list(known)
@@ -208,9 +203,9 @@ def show_sweep(sweep_id: str, was_live: bool) -> None:
             st.info("Starting Ray and storing the trials… (a local instance takes a few "
                     "seconds to start)", icon=":material/hourglass_top:")
         elif handle is not None and handle.state == "failed":
-            st.error(f"The sweep could not start: {handle.error}", icon="⚠️")
+            st.error(plain(f"The sweep could not start: {handle.error}"), icon="⚠️")
         else:
-            st.error(str(error), icon="⚠️")
+            st.error(plain(str(error)), icon="⚠️")
         return
     counts = {k: v for k, v in results.counts().items() if v}
     where = ""
@@ -220,7 +215,7 @@ def show_sweep(sweep_id: str, was_live: bool) -> None:
     st.markdown(f"**Sweep {sweep_id}** on {plain(results.env_id)}{where} · " +
                 ", ".join(f"{n} {status}" for status, n in counts.items()))
     if handle is not None and handle.state == "failed":
-        st.error(f"The sweep's driver stopped: {handle.error}", icon="⚠️")
+        st.error(plain(f"The sweep's driver stopped: {handle.error}"), icon="⚠️")
     if handle is not None and handle.active:
         st.button("Stop", icon=":material/stop:", on_click=stop, args=(sweep_id,),
                   key=f"compare_stop_{sweep_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,11 @@ from trpo_viz.sweep.results import load_sweep
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
 TINY = ["n_steps=128", "hidden_sizes=16", "value_epochs=1"]
+
+
+def errors(at: AppTest) -> list[str]:
+    """The page's alerts as shown (their Markdown escapes removed: user text is escaped)."""
+    return [re.sub(r"\\(.)", r"\1", e.value) for e in at.error]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -66,13 +72,13 @@ def test_a_bad_grid_is_explained_and_cannot_start(home):
     at = new_page().run()
     at.text_input(key="compare_grid_max_kl").set_value("0.01, abc").run()
     assert not at.exception
-    assert any("'abc' is not a number" in e.value for e in at.error)
+    assert any("'abc' is not a number" in e for e in errors(at))
     start = [b for b in at.button if b.label == "Start"]
     assert start and start[0].disabled
     at.text_input(key="compare_grid_max_kl").set_value("0.01, 0.02").run()
     at.number_input(key="compare_seeds").set_value(40).run()
     at.text_input(key="compare_grid_cg_damping").set_value("0.1, 0.2, 0.3").run()
-    assert any("240 trials" in e.value for e in at.error)  # more than the stated limit
+    assert any("240 trials" in e for e in errors(at))  # more than the stated limit
 
 
 def test_variants_can_be_compared(home):
@@ -82,7 +88,7 @@ def test_variants_can_be_compared(home):
     assert not at.exception and not at.error
     assert any("2 settings × 3 seeds = **6 trials**" in m.value for m in at.markdown)
     at.text_input(key="compare_grid_variant").set_value("trpo, bogus").run()
-    assert any("variant must be one of" in e.value for e in at.error)
+    assert any("variant must be one of" in e for e in errors(at))
 
 
 def test_a_stored_sweep_shows_progress_summary_and_downloads(home):
@@ -109,10 +115,14 @@ def test_a_stored_sweep_shows_progress_summary_and_downloads(home):
 def test_a_link_to_an_unknown_or_malformed_sweep_is_refused(home):
     at = new_page("zzzzzzzz").run()
     assert not at.exception
-    assert any("no sweep 'zzzzzzzz'" in e.value for e in at.error)
+    assert any("no sweep 'zzzzzzzz'" in e for e in errors(at))
     at = new_page("../../etc").run()
     assert not at.exception
-    assert any("not a sweep id" in e.value for e in at.error)
+    assert any("not a sweep id" in e for e in errors(at))
+    at = new_page("**[x](y)**").run()  # the link's text is shown as typed, not as Markdown
+    assert not at.exception
+    assert any("'**[x](y)**' is not a sweep id" in e for e in errors(at))
+    assert any(r"\*\*\[x\]\(y\)\*\*" in e.value for e in at.error)
 
 
 def test_start_runs_a_tiny_sweep_on_local_ray_and_the_page_shows_it(home):
