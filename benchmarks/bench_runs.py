@@ -248,11 +248,16 @@ def page_row(args, browser, followers: int | None, follower_browser=None) -> dic
             time.sleep(POLL_S)
         if followers is None:
             contexts.pop(0).close()
-        lags = []
-        if followers:  # each follower's view, read three quarters into the run
-            while watch.count() < args.updates * 3 // 4 and not watch.done.wait(POLL_S):
-                pass
-            lags = [follower_lag(context.pages[0], watch) for context in contexts[1:]]
+        # Every view (the owner's first), read about once a second from a quarter to three
+        # quarters into the run: how far behind the store it is.
+        lags = [[] for _ in contexts]
+        while contexts and watch.count() < args.updates // 4 and not watch.done.wait(POLL_S):
+            pass
+        while contexts and watch.count() < args.updates * 3 // 4 and not watch.done.is_set():
+            start = time.monotonic()
+            for samples, context in zip(lags, contexts, strict=True):
+                samples.append(view_lag(context.pages[0], watch))
+            watch.done.wait(max(0.0, 1.0 - (time.monotonic() - start)))
         watch.done.wait(args.row_timeout)
     finally:
         for context in contexts:
@@ -263,22 +268,31 @@ def page_row(args, browser, followers: int | None, follower_browser=None) -> dic
     name = "worker, no tab" if followers is None else f"page + {followers} followers"
     row = watch.result(name, args.warmup, args.updates)
     row["followers"] = followers
-    if followers:
-        row["follower_lag"] = lags
+    if followers is not None:  # per view: seconds behind the store, median and worst
+        row["owner_lag_s"] = lag_summary(lags[0])
+        row["follower_lag_s"] = [lag_summary(samples) for samples in lags[1:]]
     return row
 
 
-def follower_lag(tab, watch) -> tuple[int, float] | None:
-    """How far a follower's view is behind the store while the run trains: (updates
-    stored but not shown, seconds since the first of them was stored), read when the
-    view answers (views are read one after another: each against the store at its own
-    reading). None if the view shows no update."""
+def lag_summary(samples: list[float | None]) -> dict:
+    """A view's reads: median and worst seconds behind, how many reads, and how many
+    caught the view without an update shown (mid-redraw)."""
+    seen = [v for v in samples if v is not None]
+    return {"median": statistics.median(seen) if seen else None,
+            "worst": max(seen, default=None), "reads": len(samples),
+            "blank": len(samples) - len(seen)}
+
+
+def view_lag(tab, watch) -> float | None:
+    """How long a view has been behind the store while the run trains: the
+    seconds since the first update it does not show yet was stored (0 if it shows the
+    last), read when the view answers. None if the view shows no update."""
     shown = shown_update(tab)
     now, stored = time.perf_counter(), watch.count()
     if shown is None:
         return None
     first_unshown = watch.seen.get(shown + 1)
-    return stored - shown, (now - first_unshown[0]) if first_unshown and stored > shown else 0.0
+    return now - first_unshown[0] if first_unshown and stored > shown else 0.0
 
 
 def shown_update(tab) -> int | None:
@@ -491,11 +505,19 @@ def print_report(args, rows: list[dict], store: dict | None) -> None:
               f"{cores['trainer']:>8.2f} {cores['server']:>7.2f} {cores['browser']:>8.2f} "
               f"{cores['followers']:>10.2f}")
     for r in rows:
-        if r.get("follower_lag"):
-            shown = ", ".join("—" if lag is None else f"{lag[0]} ({lag[1]:.1f} s)"
-                              for lag in r["follower_lag"])
-            print(f"  round {r['round']}, {r['row']}: each follower three quarters into the "
-                  f"run, updates stored but not yet shown (seconds since the first of them): "
+        if r.get("owner_lag_s") and r["owner_lag_s"]["median"] is not None:
+            lag = r["owner_lag_s"]
+            print(f"  round {r['round']}, {r['row']}: seconds the owner's view was behind the "
+                  f"store, median/worst of {lag['reads']} reads from a quarter to three "
+                  f"quarters into the run: {lag['median']:.1f}/{lag['worst']:.1f}")
+        if r.get("follower_lag_s"):
+            lags = r["follower_lag_s"]
+            shown = ", ".join("—" if lag["median"] is None
+                              else f"{lag['median']:.1f}/{lag['worst']:.1f}" for lag in lags)
+            print(f"  round {r['round']}, {r['row']}: seconds each follower's view was behind "
+                  f"the store, median/worst of {min(lag['reads'] for lag in lags)}-"
+                  f"{max(lag['reads'] for lag in lags)} reads from a quarter to three quarters "
+                  f"into the run ({sum(lag['blank'] for lag in lags)} reads mid-redraw): "
                   f"{shown}")
     if store:
         m = store["mean_s"]
