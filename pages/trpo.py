@@ -270,10 +270,12 @@ def run_view() -> None:
         st.rerun(scope="app")
     training = current.training
     shown = len(records) - 1
-    line = st.empty()
-    if not training and len(records) > 1:
+    if not training and len(records) > 1:  # the replay's buttons move the line above them
+        line = st.empty()
         shown = replay_controls(run_id, len(records))
-    line.markdown(status_line(current, records, shown))
+        line.markdown(status_line(current, records, shown))
+    else:  # no placeholder while ticking: its empty frame would blink once a second
+        st.markdown(status_line(current, records, shown))
     if not records:
         return
     visible = records[: shown + 1]
