@@ -26,6 +26,11 @@ browser (Playwright and Chromium) and the followers' Chromium. "step s" is the t
 own time per update (the records' ``wall_s``); the rest of the period is the slice, the
 store and the rollout GIF.
 
+Lag: on page rows, every view (the owner's tab and each follower) is read about once a
+second from a quarter to three quarters into the run: the seconds since the first update
+it does not show yet was stored (median and worst per view). Reading a view costs its
+browser a forced layout, so the page rows carry that cost too.
+
 Store cost: in this process, a fresh trainer runs real updates, and each update's slice
 serialisation, checkpoint (``checkpoint_bytes``) and ``RunStore.append_update`` (record,
 slice and checkpoint in one transaction) are timed and sized. The database size after
