@@ -261,7 +261,10 @@ def page_row(args, browser, followers: int | None, follower_browser=None) -> dic
         while contexts and watch.count() < args.updates * 3 // 4 and not watch.done.is_set():
             start = time.monotonic()
             for samples, context in zip(lags, contexts, strict=True):
-                samples.append(view_lag(context.pages[0], watch))
+                lag = view_lag(context.pages[0], watch)
+                if watch.done.is_set():  # read after training ended: the view caught up
+                    break
+                samples.append(lag)
             watch.done.wait(max(0.0, 1.0 - (time.monotonic() - start)))
         watch.done.wait(args.row_timeout)
     finally:
@@ -517,13 +520,13 @@ def print_report(args, rows: list[dict], store: dict | None) -> None:
                   f"quarters into the run: {lag['median']:.1f}/{lag['worst']:.1f}")
         if r.get("follower_lag_s"):
             lags = r["follower_lag_s"]
-            shown = ", ".join("—" if lag["median"] is None
+            shown = ", ".join("?" if not lag["reads"] else "—" if lag["median"] is None
                               else f"{lag['median']:.1f}/{lag['worst']:.1f}" for lag in lags)
             print(f"  round {r['round']}, {r['row']}: seconds each follower's view was behind "
                   f"the store, median/worst of {min(lag['reads'] for lag in lags)}-"
                   f"{max(lag['reads'] for lag in lags)} reads from a quarter to three quarters "
-                  f"into the run ({sum(lag['blank'] for lag in lags)} reads mid-redraw): "
-                  f"{shown}")
+                  f"into the run ({sum(lag['blank'] for lag in lags)} reads mid-redraw; ?: not "
+                  f"read before training ended, a starved view answers slowly): {shown}")
     if store:
         m = store["mean_s"]
         print(f"\nStore cost per update, in this process, mean of {store['timed_updates']} real "
