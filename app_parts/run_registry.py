@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_parts import plain
 from trpo_viz.runs.registry import Registry, shared_registry
 from trpo_viz.runs.store import default_db_path
 
@@ -16,5 +17,5 @@ def run_registry() -> Registry:
     try:
         return shared_registry(default_db_path())
     except ValueError as error:  # StoreError is a ValueError
-        st.error(f"The server cannot train runs: {error}.", icon=":material/error:")
+        st.error(plain(f"The server cannot train runs: {error}."), icon=":material/error:")
         st.stop()

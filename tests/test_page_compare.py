@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.page_text import errors
 from trpo_viz.runs.store import RunStore
 from trpo_viz.runs.worker import LoopSettings, train_loop
 from trpo_viz.sweep import engine, storage
@@ -17,11 +17,6 @@ from trpo_viz.sweep.results import load_sweep
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
 TINY = ["n_steps=128", "hidden_sizes=16", "value_epochs=1"]
-
-
-def errors(at: AppTest) -> list[str]:
-    """The page's alerts as shown (their Markdown escapes removed: user text is escaped)."""
-    return [re.sub(r"\\(.)", r"\1", e.value) for e in at.error]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.page_text import errors
 from tests.test_html_export import capture_downloads, check_run_download, download
 from trpo_viz.runs import registry as registry_module
 from trpo_viz.runs.archive import export_run
@@ -51,7 +52,16 @@ def test_a_bad_worker_thread_setting_is_an_alert_not_a_traceback(home, monkeypat
     monkeypatch.setenv(registry_module.WORKER_THREADS_ENV, "two")
     at = new_page().run()
     assert not at.exception
-    assert any("TRPO_VIZ_WORKER_THREADS must be a whole number" in e.value for e in at.error)
+    assert any("TRPO_VIZ_WORKER_THREADS must be a whole number" in e for e in errors(at))
+
+
+def test_a_database_that_is_not_ours_is_an_alert_and_stays_untouched(home):
+    garbage = b"not a database, just text" * 100
+    (home / "runs.sqlite3").write_bytes(garbage)
+    at = new_page().run()
+    assert not at.exception
+    assert any("is not a readable run store" in e for e in errors(at))
+    assert (home / "runs.sqlite3").read_bytes() == garbage
 
 
 def test_lists_runs_with_names_shown_as_typed(home):

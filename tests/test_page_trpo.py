@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.page_text import captions, errors, shown
 from tests.test_html_export import capture_downloads, check_run_download, download
 from trpo_viz.runs import registry as registry_module
 from trpo_viz.runs.store import RunStore, default_db_path
@@ -45,19 +46,6 @@ def new_page(query: dict | None = None) -> AppTest:
 
 def button(at: AppTest, label: str):
     return next(b for b in at.button if label in b.label)
-
-
-def shown(text: str) -> str:
-    """What the page shows for an escaped plain-text string (Markdown escapes removed)."""
-    return re.sub(r"\\(.)", r"\1", text)
-
-
-def errors(at: AppTest) -> list[str]:
-    return [shown(e.value) for e in at.error]
-
-
-def captions(at: AppTest) -> list[str]:
-    return [shown(c.value) for c in at.caption]
 
 
 def run_of(at: AppTest) -> str | None:
