@@ -6,7 +6,6 @@ and ``runs_message`` (the last action's outcome, shown once).
 """
 
 import functools
-import html
 
 import pandas as pd
 import streamlit as st
@@ -16,6 +15,7 @@ if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy p
     PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
     st.rerun()  # before the heavy imports below: the real app appears at once
 
+from app_parts import plain
 from app_parts.run_registry import run_registry
 from trpo_viz.runs.archive import export_run, import_run
 from trpo_viz.runs.html import stored_run_html
@@ -23,11 +23,6 @@ from trpo_viz.runs.store import RunStore, StoreError
 from trpo_viz.trpo.live import MAX_UPLOAD_BYTES
 
 st.session_state.setdefault("runs_message", None)
-
-
-def plain(text: str) -> str:
-    """User-derived text for Markdown: escaped, so names and messages show as typed."""
-    return html.escape(str(text)).replace("*", "\\*").replace("_", "\\_").replace("`", "\\`")
 
 
 def run_zip(db_path: str, run_id: str) -> bytes:
@@ -62,12 +57,12 @@ try:
     store = run_registry().store
     runs = store.runs()
 except StoreError as error:
-    st.error(str(error), icon="⚠️")
+    st.error(plain(str(error)), icon="⚠️")
     st.stop()
 
 if st.session_state.runs_message:
     kind, text = st.session_state.runs_message
-    getattr(st, kind)(text)
+    getattr(st, kind)(plain(text))
     st.session_state.runs_message = None
 
 if not runs:
@@ -138,4 +133,4 @@ if upload is not None and st.button("Import", icon=":material/upload:"):
             st.session_state.runs_message = ("success", "Imported: it is at the top of the list.")
             st.rerun()
         except ValueError as error:  # StoreError and the archive's validation errors
-            st.error(f"Not imported: {error}", icon="⚠️")
+            st.error(plain(f"Not imported: {error}"), icon="⚠️")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.page_text import errors
+from tests.page_text import errors, shown
 from tests.test_html_export import capture_downloads, check_run_download, download
 from trpo_viz.runs import registry as registry_module
 from trpo_viz.runs.archive import export_run
@@ -72,6 +72,10 @@ def test_lists_runs_with_names_shown_as_typed(home):
     assert list(frame["name"]) == ["**bold** <b>name</b>"]
     assert list(frame["updates"]) == [2] and list(frame["status"]) == ["finished"]
     assert list(frame["open"]) == [f"/trpo?run={run_id}"]
+    at.selectbox(key="runs_selected").select(run_id).run()
+    assert not at.exception
+    assert [shown(h.value) for h in at.subheader][0] == "**bold** <b>name</b>"
+    assert r"\*\*bold\*\* \<b\>name\<\/b\>" in at.subheader[0].value  # not Markdown
 
 
 def test_import_refuses_a_file_that_is_not_a_run(home):
