@@ -78,15 +78,28 @@ def test_default_page_shows_the_solved_example(page, streamlit_server, screensho
 
 # Records every value the animation slider's label takes, in the page itself: nothing
 # the test process polls can miss a frame, however slow the machine.
-RECORD_SLIDER_LABELS = """chart => {
+RECORD_SLIDER_LABELS = """() => {
+    // Every value the first chart's slider label takes, even when Streamlit mounts the
+    // chart again (the observer watches the whole page and finds the first chart anew)
+    // and when several changes come in one observer call (the records keep old values).
     window.sliderLabels = new Set();
-    const record = () => {
-        const label = chart.querySelector('text.slider-label');
-        if (label) window.sliderLabels.add(label.textContent.trim());
+    const first = () => document.querySelector('[data-testid="stPlotlyChart"]');
+    const add = text => { if (text && text.trim()) window.sliderLabels.add(text.trim()); };
+    const record = records => {
+        const chart = first();
+        const label = chart && chart.querySelector('text.slider-label');
+        if (label) add(label.textContent);
+        for (const r of records || []) {
+            const node = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+            const owner = node && node.closest('text.slider-label');
+            if (!owner || owner.closest('[data-testid="stPlotlyChart"]') !== chart) continue;
+            if (r.type === 'characterData') add(r.oldValue);
+            r.removedNodes.forEach(n => add(n.textContent));  // a replaced text node keeps its text
+        }
     };
     record();
-    new MutationObserver(record).observe(chart, {subtree: true, childList: true,
-                                                 characterData: true, attributes: true});
+    new MutationObserver(record).observe(document.body, {
+        subtree: true, childList: true, characterData: true, characterDataOldValue: true});
 }"""
 
 
@@ -96,7 +109,7 @@ def test_play_advances_the_slider(page, streamlit_server, screenshots):
     chart = page.locator('[data-testid="stPlotlyChart"]').first
     current = chart.locator("text.slider-label", has_text="k = ")  # the current-value label
     assert current.text_content().strip() == "k = 3"  # starts on the final iterate
-    chart.evaluate(RECORD_SLIDER_LABELS)
+    page.evaluate(RECORD_SLIDER_LABELS)
     chart.locator(".updatemenu-button", has_text="Play").click()
     page.wait_for_function(  # the animation passes through every iterate
         "() => ['k = 0', 'k = 1', 'k = 2'].every(k => window.sliderLabels.has(k))"
