@@ -23,7 +23,6 @@ def private_data_home(tmp_path_factory):
     del os.environ["TRPO_VIZ_HOME"]
 
 
-
 @pytest.fixture(scope="session")
 def cartpole_live_run():
     """A LiveRun of CartPole after three updates (256 steps × 2 envs each), for the tests
@@ -36,6 +35,7 @@ def cartpole_live_run():
         run.step()
     yield run
     run.close()
+
 
 def _sigint_state() -> tuple[bool, bool]:
     """(ignored, blocked) for SIGINT at the OS level, from /proc (Python's own table of
