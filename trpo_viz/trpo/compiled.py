@@ -3,7 +3,8 @@
 Each is one graph over the policy's and value network's variables: ``prepare`` (π_old,
 values), ``natural_gradient`` (g and CG's s ≈ (F + λI)⁻¹ g with the products the step size
 needs), ``plain_gradient`` (g and (F + λI)g, for the variants without CG), ``evaluate``
-(surrogate and KL of G parameter vectors at once), ``fit_value`` and ``value_loss``. The
+(surrogate and KL of G parameter vectors at once; ``evaluate_grid``, the same through XLA,
+for the trust-region slice), ``fit_value`` and ``value_loss``. The
 maths they compile is :mod:`trpo_viz.trpo.update`.
 """
 
@@ -19,10 +20,9 @@ from trpo_viz.trpo.config import TRPOConfig
 from trpo_viz.trpo.policy import unflatten_batch
 from trpo_viz.trpo.update import (
     fisher_vector_product,
-    kl,
     policy_gradient,
     step_direction,
-    surrogate,
+    surrogate_and_kl,
 )
 
 
@@ -32,6 +32,7 @@ class CompiledUpdate:
     natural_gradient: Callable
     plain_gradient: Callable
     evaluate: Callable
+    evaluate_grid: Callable
     fit_value: Callable
     value_loss: Callable
 
@@ -99,10 +100,7 @@ def compile_update(policy, value, value_optimizer, cfg: TRPOConfig) -> CompiledU
 
     def evaluate(thetas, obs, actions, advantages, old_log_prob, old_dist):
         params = unflatten_batch(thetas, policy.params)
-        return (
-            surrogate(policy, params, obs, actions, advantages, old_log_prob),
-            kl(policy, params, obs, old_dist),
-        )
+        return surrogate_and_kl(policy, params, obs, actions, advantages, old_log_prob, old_dist)
 
     def fit_value(obs, returns, minibatches):
         losses = tf.TensorArray(tf.float32, size=tf.shape(minibatches)[0])
@@ -124,6 +122,11 @@ def compile_update(policy, value, value_optimizer, cfg: TRPOConfig) -> CompiledU
         natural_gradient=compile_(natural_gradient),
         plain_gradient=compile_(plain_gradient),
         evaluate=compile_(evaluate),
+        # The trust-region slice: the same maths through XLA, which fuses the G batched
+        # forward passes' element-wise work (about a third faster on 2 CPU cores; the
+        # values differ from ``evaluate``'s in float32's last bits). The line search keeps
+        # ``evaluate``, so training is not changed by it.
+        evaluate_grid=tf.function(evaluate, jit_compile=True, reduce_retracing=True),
         fit_value=compile_(fit_value),
         value_loss=compile_(value_loss),
     )

@@ -99,7 +99,7 @@ class TrainerPictures:
         padded = np.concatenate([thetas, np.repeat(thetas[:1], (-n_rows) % _GRID_CHUNK, axis=0)])
         surrogates, kls = [], []
         for start in range(0, len(padded), _GRID_CHUNK):
-            s, k = self._evaluate(
+            s, k = self._evaluate_grid(
                 tf.constant(padded[start : start + _GRID_CHUNK]),
                 last["obs"],
                 last["actions"],

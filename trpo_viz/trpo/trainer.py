@@ -125,6 +125,7 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         self._natural_gradient = compiled.natural_gradient
         self._plain_gradient = compiled.plain_gradient
         self._evaluate = compiled.evaluate
+        self._evaluate_grid = compiled.evaluate_grid
         self._fit_value = compiled.fit_value
         self._value_loss = compiled.value_loss
 
@@ -390,6 +391,7 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         """
         self.collector.close()
         self._prepare = self._natural_gradient = self._plain_gradient = self._evaluate = None
+        self._evaluate_grid = None
         self._fit_value = self._value_loss = None
         self._last = None
         if self._exact is not None:

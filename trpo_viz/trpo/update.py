@@ -24,14 +24,31 @@ from trpo_viz.trpo.numerics import (
 def surrogate(policy, params, obs, actions, advantages, old_log_prob):
     """L(θ) = mean(ratio · Â), ratio = π_θ(a|s)/π_old(a|s); params may carry a leading G axis."""
     dist = policy.distribution_params(params, obs)
+    return surrogate_of(policy, dist, actions, advantages, old_log_prob)
+
+
+def surrogate_of(policy, dist, actions, advantages, old_log_prob):
+    """L(θ) from π_θ's distribution parameters ``dist`` on the batch's states."""
     ratio = tf.exp(policy.distribution.log_prob(dist, actions) - old_log_prob)
     return tf.reduce_mean(ratio * advantages, axis=-1)
 
 
 def kl(policy, params, obs, old_dist):
     """Mean over states of KL(π_old(·|s) ‖ π_θ(·|s)); params may carry a leading G axis."""
-    new_dist = policy.distribution_params(params, obs)
+    return kl_of(policy, old_dist, policy.distribution_params(params, obs))
+
+
+def kl_of(policy, old_dist, new_dist):
+    """Mean KL(π_old ‖ π_θ) from both distributions' parameters on the batch's states."""
     return tf.reduce_mean(policy.distribution.kl(old_dist, new_dist), axis=-1)
+
+
+def surrogate_and_kl(policy, params, obs, actions, advantages, old_log_prob, old_dist):
+    """(L(θ), mean KL(π_old ‖ π_θ)) from one forward pass of the policy (params may carry a
+    leading G axis: line-search candidates, trust-region grids)."""
+    dist = policy.distribution_params(params, obs)
+    return (surrogate_of(policy, dist, actions, advantages, old_log_prob),
+            kl_of(policy, old_dist, dist))
 
 
 def policy_gradient(policy, obs, actions, advantages, old_log_prob):
