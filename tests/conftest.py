@@ -24,17 +24,16 @@ def private_data_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def cartpole_live_run():
-    """A LiveRun of CartPole after three updates (256 steps × 2 envs each), for the tests
-    that read a trained run's records, slices and pictures."""
+def cartpole_trained_run(tmp_path_factory):
+    """CartPole after three updates (256 steps × 2 envs each), trained by the worker's loop
+    into a real run store, with a rollout after every update (tests/stored_run.py): for the
+    tests that read a trained run's records, slices, pictures and archive."""
+    from tests.stored_run import train_stored_run
     from trpo_viz.trpo.config import default_config
-    from trpo_viz.trpo.live import LiveRun
 
-    run = LiveRun.start(default_config("CartPole-v1", n_steps=256, n_envs=2))
-    for _ in range(3):
-        run.step()
-    yield run
-    run.close()
+    config = default_config("CartPole-v1", n_steps=256, n_envs=2)
+    return train_stored_run(config, tmp_path_factory.mktemp("cartpole-run"), updates=3,
+                            rollout_every=1)
 
 
 def _sigint_state() -> tuple[bool, bool]:

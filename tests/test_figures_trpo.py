@@ -15,8 +15,8 @@ from trpo_viz.figures import trpo as figures
 
 
 @pytest.fixture
-def run(cartpole_live_run):
-    return cartpole_live_run  # conftest: three CartPole updates, shared by the session
+def run(cartpole_trained_run):
+    return cartpole_trained_run  # conftest: three stored CartPole updates, shared by the session
 
 
 def validated(fig: go.Figure) -> go.Figure:
@@ -41,7 +41,7 @@ def test_every_figure_is_valid_and_plots_the_records(run):
     search = validated(figures.line_search_figure(last))
     assert list(search.data[0].y) == pytest.approx([c.kl for c in last.candidates])
     assert search.layout.shapes[0].y0 == last.max_kl  # the δ line
-    plane = validated(figures.trust_region_slice_figure(run.slice_for(last.update)))
+    plane = validated(figures.trust_region_slice_figure(run.slices[last.update]))
     assert [t.name for t in plane.data][:2] == ["L(θ) − L(θ_old)", "KL = δ (trust region)"]
 
 

@@ -8,36 +8,35 @@ import copy
 import io
 import json
 import random
+import shutil
 import struct
 import zipfile
 
 import numpy as np
 import pytest
 
+from tests.stored_run import TrainedRun, train_stored_run
 from trpo_viz.figures import trpo as figures
 from trpo_viz.trpo import archive, saved_run
 from trpo_viz.trpo.archive import PREFIX, ArchiveError
 from trpo_viz.trpo.config import default_config
-from trpo_viz.trpo.live import LiveRun, RunLimitError
+from trpo_viz.trpo.live import RunFile, RunLimitError, read_run_file
 from trpo_viz.trpo.record import UpdateRecord
 from trpo_viz.trpo.trainer import TRPOTrainer
 
 
 @pytest.fixture(scope="module")
-def run():
+def run(tmp_path_factory) -> TrainedRun:
+    """Two updates of a small CartPole run, trained by the worker's loop into a real store."""
     config = default_config(
         "CartPole-v1", n_envs=2, n_steps=64, hidden_sizes=(8,), cg_max_steps=4, max_backtracks=3
     )
-    run = LiveRun.start(config)
-    for _ in range(2):
-        run.step()
-    yield run
-    run.close()
+    return train_stored_run(config, tmp_path_factory.mktemp("archive-run"), updates=2)
 
 
 @pytest.fixture(scope="module")
 def saved(run) -> bytes:
-    return run.to_bytes()
+    return run.archive  # export_run: what the library's download and `runs export` write
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -107,7 +106,7 @@ def page_summary(latest: UpdateRecord, record: UpdateRecord, n: int) -> str:
     )
 
 
-def render(replay: LiveRun) -> None:
+def render(replay: RunFile) -> None:
     """Everything talk mode draws for every update of a replayed run."""
     records = replay.records
     figures.learning_curve_figure(records)
@@ -117,7 +116,7 @@ def render(replay: LiveRun) -> None:
         figures.line_search_figure(record)
         page_summary(records[-1], record, len(records))
         json.dumps(record.metrics())
-        plane = replay.slice_for(record.update)
+        plane = replay.slices.get(record.update)
         if plane is not None:
             figures.trust_region_slice_figure(plane)
 
@@ -126,7 +125,7 @@ def render(replay: LiveRun) -> None:
 
 
 def test_a_saved_run_replays_and_renders(run, saved):
-    replay = LiveRun.replay(saved)
+    replay = read_run_file(saved)
     assert [r.to_dict() for r in replay.records] == [r.to_dict() for r in run.records]
     assert replay.config == run.config
     assert sorted(replay.slices) == sorted(run.slices) == [0, 1]
@@ -139,15 +138,14 @@ def test_a_saved_run_replays_and_renders(run, saved):
     render(replay)
 
 
-def test_a_saved_trainer_loads_from_zip_and_directory(run, saved, tmp_path):
-    run.trainer.save(tmp_path / "run")
-    for loaded in (TRPOTrainer.from_bytes(saved), TRPOTrainer.load(tmp_path / "run")):
+def test_a_saved_trainer_loads_from_zip_and_directory(run, saved):
+    for loaded in (TRPOTrainer.from_bytes(saved), TRPOTrainer.load(run.saved)):
         try:
             assert [r.to_dict() for r in loaded.records] == [r.to_dict() for r in run.records]
-            assert loaded.total_timesteps == run.trainer.total_timesteps
-            for mine, theirs in zip(loaded.policy.params, run.trainer.policy.params, strict=True):
-                np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
-            assert loaded.rng.bit_generator.state == run.trainer.rng.bit_generator.state
+            assert loaded.total_timesteps == run.total_timesteps
+            for mine, theirs in zip(loaded.policy.params, run.params, strict=True):
+                np.testing.assert_array_equal(mine.numpy(), theirs)
+            assert loaded.rng.bit_generator.state == run.rng_state
         finally:
             loaded.close()
 
@@ -166,7 +164,7 @@ def test_fields_added_since_the_first_format_are_optional(saved):
         "config.json",
         lambda config: {k: v for k, v in config.items() if k in saved_run.REQUIRED_CONFIG_KEYS},
     )
-    replay = LiveRun.replay(data)
+    replay = read_run_file(data)
     defaults = UpdateRecord(update=0, total_timesteps=0)
     for record in replay.records:
         for name in set(vars(record)) - set(saved_run.RECORD_FIELDS):
@@ -181,7 +179,7 @@ def test_nan_where_it_is_legitimate_is_accepted(saved):
         records[1]["cg_residuals"][-1] = None
         records[1]["candidates"][-1]["kl"] = None
 
-    replay = LiveRun.replay(with_json(saved, "records.json", blank))
+    replay = read_run_file(with_json(saved, "records.json", blank))
     assert np.isnan(replay.records[1].explained_variance)
     assert np.isnan(replay.records[1].cg_residuals[-1])
     render(replay)
@@ -241,7 +239,7 @@ RECORD_CASES = [
 
 @pytest.mark.parametrize("path, value, message", RECORD_CASES)
 def test_a_bad_record_is_refused_with_one_message(saved, path, value, message):
-    text = refusal(LiveRun.replay, with_json(saved, "records.json", _set(path, value)))
+    text = refusal(read_run_file, with_json(saved, "records.json", _set(path, value)))
     assert message in text
 
 
@@ -249,7 +247,7 @@ def test_records_must_agree_on_the_accepted_step(saved):
     def flip(records):
         records[0]["accepted"] = not records[0]["accepted"]
 
-    assert "disagree" in refusal(LiveRun.replay, with_json(saved, "records.json", flip))
+    assert "disagree" in refusal(read_run_file, with_json(saved, "records.json", flip))
 
 
 CONFIG_CASES = [
@@ -268,7 +266,7 @@ CONFIG_CASES = [
 
 @pytest.mark.parametrize("path, value, message", CONFIG_CASES)
 def test_a_bad_config_is_refused_with_one_message(saved, path, value, message):
-    assert message in refusal(LiveRun.replay, with_json(saved, "config.json", _set(path, value)))
+    assert message in refusal(read_run_file, with_json(saved, "config.json", _set(path, value)))
 
 
 def _rename(old, new):
@@ -295,14 +293,14 @@ SLICE_CASES = [
 
 @pytest.mark.parametrize("mutate, message", SLICE_CASES)
 def test_a_bad_slice_is_refused_with_one_message(saved, mutate, message):
-    assert message in refusal(LiveRun.replay, with_slices(saved, mutate))
+    assert message in refusal(read_run_file, with_slices(saved, mutate))
 
 
 def test_a_slice_must_agree_with_its_record_on_the_accepted_step(run, saved):
     accepted = run.records[0].accepted
     replaced = np.array([np.nan, np.nan]) if accepted else np.array([0.5, 0.0])
     data = with_slices(saved, lambda a: a.update({"0/accepted": replaced}))
-    assert "array 'accepted' must be" in refusal(LiveRun.replay, data)
+    assert "array 'accepted' must be" in refusal(read_run_file, data)
 
 
 def test_pickled_arrays_are_refused_before_numpy_reads_them(saved):
@@ -310,7 +308,7 @@ def test_pickled_arrays_are_refused_before_numpy_reads_them(saved):
     buffer = io.BytesIO()
     np.savez(buffer, **{"0/alphas": np.array([{"a": 1}], dtype=object)})
     files["slices.npz"] = buffer.getvalue()
-    assert "arrays must hold numbers, not object" in refusal(LiveRun.replay, pack(files))
+    assert "arrays must hold numbers, not object" in refusal(read_run_file, pack(files))
 
 
 def test_an_npy_header_claiming_a_huge_shape_is_refused_before_allocation(saved):
@@ -323,7 +321,7 @@ def test_an_npy_header_claiming_a_huge_shape_is_refused_before_allocation(saved)
         zf.writestr("0/alphas.npy", header.getvalue() + b"\0" * 64)
     files = unpack(saved)
     files["slices.npz"] = npz.getvalue()
-    assert "does not fit its data" in refusal(LiveRun.replay, pack(files))
+    assert "does not fit its data" in refusal(read_run_file, pack(files))
 
 
 # --- trainer archives --------------------------------------------------------------------------
@@ -377,7 +375,7 @@ def test_a_bad_trainer_archive_is_refused_with_one_message(saved, mutate, messag
 
 
 def test_a_directory_with_a_missing_file_is_refused(run, tmp_path):
-    run.trainer.save(tmp_path / "run")
+    shutil.copytree(run.saved, tmp_path / "run")
     (tmp_path / "run" / "state.json").unlink()
     assert "state.json is missing" in refusal(TRPOTrainer.load, tmp_path / "run")
 
@@ -387,25 +385,25 @@ def test_a_directory_with_a_missing_file_is_refused(run, tmp_path):
 
 @pytest.mark.parametrize("data", [b"not a zip", b"", bytes(range(256)) * 10])
 def test_a_file_that_is_not_a_zip_is_refused(data):
-    message = refusal(LiveRun.replay, data)
+    message = refusal(read_run_file, data)
     assert "the file: is not a zip archive" in message
 
 
 def test_a_zip_of_something_else_is_refused_and_is_still_a_run_limit_error():
     with pytest.raises(RunLimitError, match="config.json and records.json missing"):
-        LiveRun.replay(pack({"hello.txt": b"hi"}))
+        read_run_file(pack({"hello.txt": b"hi"}))
 
 
 def test_a_zip_bomb_member_is_refused_by_its_size():
     bomb = pack({"config.json": b"{}", "records.json": b" " * (65 * 2**20)})
     assert len(bomb) < 2**20
-    assert "records.json: is larger than 65536 KiB" in refusal(LiveRun.replay, bomb)
+    assert "records.json: is larger than 65536 KiB" in refusal(read_run_file, bomb)
 
 
 def test_archives_unpacking_to_too_much_are_refused(monkeypatch, saved):
     monkeypatch.setattr(archive, "MAX_UNPACKED_BYTES", 2**20)
     files = unpack(saved) | {"padding": b"\0" * 2**20}
-    assert "unpacks to more than 1 MiB" in refusal(LiveRun.replay, pack(files))
+    assert "unpacks to more than 1 MiB" in refusal(read_run_file, pack(files))
 
 
 def test_a_member_that_lies_about_its_size_is_refused(saved):
@@ -419,12 +417,12 @@ def test_a_member_that_lies_about_its_size_is_refused(saved):
             name_at = at + (30 if signature == b"PK\x03\x04" else 46)
             if bytes(data[name_at : name_at + 12]) == b"records.json":
                 data[at + offset : at + offset + 4] = (10).to_bytes(4, "little")
-    assert "cannot be read as a zip archive" in refusal(LiveRun.replay, bytes(data))
+    assert "cannot be read as a zip archive" in refusal(read_run_file, bytes(data))
 
 
 def test_a_zip_with_too_many_entries_is_refused_before_it_is_parsed(saved):
     files = unpack(saved) | {f"e{i}": b"" for i in range(100)}
-    assert "has more entries than a run file can have" in refusal(LiveRun.replay, pack(files))
+    assert "has more entries than a run file can have" in refusal(read_run_file, pack(files))
 
 
 def test_a_zip64_directory_claiming_a_million_entries_is_refused_before_it_is_parsed():
@@ -434,7 +432,7 @@ def test_a_zip64_directory_claiming_a_million_entries_is_refused_before_it_is_pa
     )
     locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, 0, 1)
     end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
-    message = refusal(LiveRun.replay, zip64_end + locator + end)
+    message = refusal(read_run_file, zip64_end + locator + end)
     assert "has more entries than a run file can have" in message
 
 
@@ -452,7 +450,7 @@ def test_a_zip64_directory_claiming_a_million_entries_is_refused_before_it_is_pa
 )
 def test_json_that_is_not_plain_json_is_refused(saved, name, raw, message):
     files = unpack(saved) | {name: raw}
-    assert message in refusal(LiveRun.replay, pack(files))
+    assert message in refusal(read_run_file, pack(files))
 
 
 # --- fuzz: random deletions, type swaps and truncations of a real archive --------------------
@@ -543,7 +541,7 @@ def test_fuzzed_archives_either_load_and_render_or_are_refused(saved):
                 what.append(f"{target}: {change}")
                 mutated[target] = json.dumps(doc).encode()
         try:
-            replay = LiveRun.replay(pack(mutated))
+            replay = read_run_file(pack(mutated))
             render(replay)
         except ArchiveError as error:
             assert str(error).startswith(PREFIX)
@@ -567,7 +565,7 @@ def test_corrupted_bytes_are_refused_or_load(saved):
             for _ in range(rng.randint(1, 8)):
                 data[rng.randrange(len(data))] = rng.randrange(256)
         try:
-            render(LiveRun.replay(bytes(data)))
+            render(read_run_file(bytes(data)))
         except ArchiveError as error:
             assert str(error).startswith(PREFIX)
         except Exception as error:  # noqa: BLE001 - the failure names the trial

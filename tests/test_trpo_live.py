@@ -1,4 +1,5 @@
-"""LiveRun (what the TRPO page holds): limits, slices kept per update, archives, replay."""
+"""What the TRPO views share with the core (trpo_viz.trpo.live): limits, the form, each
+update's stored slice, rollout pictures, and run files read back from their archive."""
 
 import io
 import zipfile
@@ -11,19 +12,19 @@ from PIL import Image
 from trpo_viz.figures import trpo as figures
 from trpo_viz.trpo import live
 from trpo_viz.trpo.config import default_config
-from trpo_viz.trpo.live import LiveRun, RunLimitError, config_from_form
+from trpo_viz.trpo.live import ReplayError, RunLimitError, config_from_form, read_run_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def run(cartpole_live_run):
-    return cartpole_live_run  # conftest: three CartPole updates, shared by the session
+def run(cartpole_trained_run):
+    return cartpole_trained_run  # conftest: three stored CartPole updates, shared by the session
 
 
 def test_each_update_keeps_its_trust_region_slice(run):
     assert sorted(run.slices) == [r.update for r in run.records] == [0, 1, 2]
-    plane = run.slice_for(2)
+    plane = run.slices[2]
     assert plane["improvement"].shape == plane["kl"].shape == (live.SLICE_GRID, live.SLICE_GRID)
     # θ_old itself (a = b = 0) has zero improvement and zero KL.
     i0 = int(np.argmin(np.abs(plane["betas"])))
@@ -36,20 +37,18 @@ def test_each_update_keeps_its_trust_region_slice(run):
 
 
 def test_archive_round_trip_replays_records_and_slices(run):
-    data = run.to_bytes()
-    replay = LiveRun.replay(data)
-    assert not replay.live
+    replay = read_run_file(run.archive)  # what the library's download wrote
+    assert replay.config == run.config
     assert [r.to_dict() for r in replay.records] == [r.to_dict() for r in run.records]
+    assert sorted(replay.slices) == sorted(run.slices)
     for update, plane in run.slices.items():
         np.testing.assert_array_equal(replay.slices[update]["improvement"], plane["improvement"])
         assert replay.slices[update]["accepted"] == plane["accepted"]
-    with pytest.raises(RunLimitError):
-        replay.to_bytes()
 
 
 def test_figures_build_from_records_and_slices(run):
     record = run.records[-1]
-    slice_fig = figures.trust_region_slice_figure(run.slice_for(record.update))
+    slice_fig = figures.trust_region_slice_figure(run.slices[record.update])
     names = {trace.name for trace in slice_fig.data}
     assert {"KL = δ (trust region)", "line-search candidates", "θ_old"} <= names
     assert len(figures.line_search_figure(record).data[0].x) == len(record.candidates)
@@ -63,12 +62,11 @@ def test_figures_build_from_records_and_slices(run):
 
 
 def test_rollout_frames_become_an_animated_gif(run):
-    frames = run.refresh_frames(max_frames=20, every=1)
-    assert 0 < len(frames) <= 10 and frames[0].shape[:2] == live.FRAME_SIZE
-    gif = Image.open(io.BytesIO(run.rollout_gif))
-    assert gif.format == "GIF" and 1 < gif.n_frames <= len(frames)  # PIL merges repeats
+    rollout = run.rollout  # the worker renders one after every update here
+    assert rollout.note is None and rollout.update == run.records[-1].update
+    gif = Image.open(io.BytesIO(rollout.gif))
+    assert gif.format == "GIF" and 1 < gif.n_frames <= 60  # 120 states, every 2nd
     assert gif.size == (live.FRAME_SIZE[1], live.FRAME_SIZE[0])
-    assert run.frames_update == len(run.records)
 
 
 def test_ellipse_of_the_quadratic_model():
@@ -106,16 +104,10 @@ def test_bad_or_excessive_settings_are_refused(overrides, message):
         config_from_form("CartPole-v1", **overrides)
 
 
-def test_server_wide_limit_on_concurrent_runs(monkeypatch):
-    monkeypatch.setattr(live, "MAX_CONCURRENT_RUNS", 0)
-    with pytest.raises(RunLimitError, match="already training"):
-        LiveRun.start(default_config("CartPole-v1"))
-
-
 @pytest.mark.parametrize("data", [b"not a zip", b""])
 def test_unreadable_uploads_are_refused(data):
-    with pytest.raises(RunLimitError):
-        LiveRun.replay(data)
+    with pytest.raises(ReplayError, match="^not a trpo-viz run file: "):
+        read_run_file(data)
 
 
 def test_archive_without_records_is_refused():
@@ -123,7 +115,15 @@ def test_archive_without_records_is_refused():
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("hello.txt", "hi")
     with pytest.raises(RunLimitError, match="not a trpo-viz run"):
-        LiveRun.replay(buffer.getvalue())
+        read_run_file(buffer.getvalue())
+
+
+def test_files_over_the_upload_limit_are_refused_unread(monkeypatch, run):
+    monkeypatch.setattr(live, "MAX_UPLOAD_BYTES", len(run.archive) - 1)
+    with pytest.raises(ReplayError, match="larger than"):
+        read_run_file(run.archive)
+    monkeypatch.setattr(live, "MAX_UPLOAD_BYTES", len(run.archive))
+    assert len(read_run_file(run.archive).records) == 3
 
 
 # ------------------------------------------------------------------ the form's new fields

@@ -50,17 +50,17 @@ def export_run(store: RunStore, run_id: str) -> bytes:
 
 def import_run(store: RunStore, data: bytes, name: str | None = None) -> str:
     """A new stored run from an archive; the file is validated first, nothing half-written."""
-    from trpo_viz.trpo.live import LiveRun
+    from trpo_viz.trpo.live import read_run_file
 
-    replay = LiveRun.replay(data)  # validates config, records and slices (raises ValueError)
-    checkpoint = _checkpoint_from_archive(data) if replay.records else None
-    config = replay.config
+    run = read_run_file(data)  # validates config, records and slices (raises ValueError)
+    checkpoint = _checkpoint_from_archive(data) if run.records else None
+    config = run.config
     run_id = store.create_run(config, name=name or f"{config.env_id} seed {config.seed} "
                               "(imported)", source="import", status="imported")
     try:
-        last = len(replay.records) - 1
-        for record in replay.records:
-            plane = replay.slice_for(record.update)
+        last = len(run.records) - 1
+        for record in run.records:
+            plane = run.slices.get(record.update)
             store.append_update(run_id, record,
                                 None if plane is None else slice_to_npz(plane),
                                 checkpoint if record.update == last else None)

@@ -1,25 +1,23 @@
-"""A training run as a web page drives it: limits, per-update slices, rollout frames, archives.
+"""What the TRPO views need from the core: limits, the form, slices, frames, run files.
 
-One :class:`LiveRun` per browser session. It wraps a :class:`TRPOTrainer`, keeps the
-trust-region slice of every update (so a saved run can be replayed later, slices
-included, without training: "talk mode"), and bounds what one session may ask for.
-No Streamlit here: the page only holds a LiveRun in its session state.
+A run is trained by a worker (:mod:`trpo_viz.runs.worker`) and read from the run store;
+no page or session owns one. This module holds what the page's form and the run's
+pictures share with the core: the form's labels, ranges and checks
+(:func:`config_from_form`), the trust-region slice's grid (:data:`SLICE_ALPHAS`,
+:data:`SLICE_BETAS`) and the part of a slice that is stored (:func:`compact_slice`), the
+size of rollout frames, and :func:`read_run_file`, which validates an uploaded or imported
+zip archive before anything is stored. No Streamlit here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import numbers
-import threading
-import time
-import weakref
-import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 
-from trpo_viz.figures.trpo import rollout_gif
-from trpo_viz.trpo.archive import ArchiveError
+from trpo_viz.trpo.archive import PREFIX, ArchiveError
 from trpo_viz.trpo.config import TRPOConfig
 from trpo_viz.trpo.limits import (  # noqa: F401 - re-exported
     MAX_BATCH,
@@ -34,10 +32,8 @@ from trpo_viz.trpo.limits import (  # noqa: F401 - re-exported
 )
 from trpo_viz.trpo.record import UpdateRecord
 from trpo_viz.trpo.saved_run import read_replay
-from trpo_viz.trpo.trainer import TRPOTrainer
 from trpo_viz.trpo.variants import VARIANTS
 
-MAX_CONCURRENT_RUNS = 4  # live trainers per server process
 MAX_UPLOAD_BYTES = 50 * 2**20
 SLICE_GRID = 17  # points per axis of the trust-region slice (17² policy evaluations)
 SLICE_ALPHAS = np.linspace(-0.5, 1.5, SLICE_GRID)
@@ -57,135 +53,29 @@ class ReplayError(ArchiveError, RunLimitError):
     """An uploaded file is not a valid saved run (also a RunLimitError, as before)."""
 
 
-_live_runs: weakref.WeakSet = weakref.WeakSet()
-_live_runs_lock = threading.Lock()
+@dataclass(frozen=True)
+class RunFile:
+    """A run read back from its zip archive: settings, every update, every stored slice."""
+
+    config: TRPOConfig
+    records: list[UpdateRecord]
+    slices: dict[int, dict]  # update -> the slice as compact_slice keeps it
 
 
-class LiveRun:
-    """A session's run: live (a trainer) or replayed from an archive (records only)."""
+def read_run_file(data: bytes) -> RunFile:
+    """The run in an archive (``runs export``, the library's download, ``train --save``'s zip).
 
-    def __init__(self, trainer: TRPOTrainer | None, records=None, slices=None, config=None):
-        self.trainer = trainer
-        self.config = trainer.config if trainer is not None else config
-        self._records = records if records is not None else []
-        self.slices: dict[int, dict] = slices or {}
-        self.frames: list[np.ndarray] = []
-        self.frames_update: int | None = None
-        self.rollout_gif: bytes | None = None
-        self._train_seconds = 0.0
-        self._train_steps = 0
-        # A download runs to_bytes on Streamlit's own thread, possibly during a training tick.
-        self._lock = threading.Lock()
-
-    @classmethod
-    def start(cls, config: TRPOConfig) -> LiveRun:
-        """A new live run, if the server has room for one more."""
-        check_limits(config)
-        with _live_runs_lock:
-            if len(_live_runs) >= MAX_CONCURRENT_RUNS:
-                raise RunLimitError(
-                    f"the server is already training {MAX_CONCURRENT_RUNS} runs; try again later"
-                )
-            run = cls(TRPOTrainer(config))
-            _live_runs.add(run)
-        return run
-
-    @property
-    def live(self) -> bool:
-        return self.trainer is not None
-
-    @property
-    def records(self) -> list[UpdateRecord]:
-        return self.trainer.records if self.trainer is not None else self._records
-
-    @property
-    def steps_per_second(self) -> float:
-        return self._train_steps / self._train_seconds if self._train_seconds else 0.0
-
-    @property
-    def finished(self) -> bool:
-        """A live run that has reached its total timesteps: it trains no further."""
-        return self.trainer is not None and self.trainer.done
-
-    @property
-    def finished_message(self) -> str | None:
-        """ "finished (N timesteps reached)" once :attr:`finished`, else None."""
-        if not self.finished:
-            return None
-        return (
-            f"finished ({self.trainer.total_timesteps:,} timesteps reached; the limit was "
-            f"{self.config.total_timesteps:,}, in whole batches of {self.config.batch_size:,})"
-        )
-
-    def step(self) -> UpdateRecord:
-        """One TRPO update, with its trust-region slice kept for later.
-
-        A finished run raises :class:`RunLimitError` and trains nothing: the run ends at the
-        first update that reaches ``config.total_timesteps`` (whole batches, never more).
-        """
-        with self._lock:
-            if self.trainer.done:
-                raise RunLimitError(f"The run is {self.finished_message}.")
-            start = time.perf_counter()
-            record = self.trainer.step()
-            self._train_seconds += time.perf_counter() - start
-            self._train_steps += self.config.batch_size
-            plane = self.trainer.trust_region_slice(SLICE_ALPHAS, SLICE_BETAS)
-            self.slices[record.update] = compact_slice(plane)
-        return record
-
-    def slice_for(self, update: int) -> dict | None:
-        return self.slices.get(update)
-
-    def refresh_frames(self, max_frames: int = 120, every: int = 10) -> list[np.ndarray]:
-        """Render a short rollout of the current policy, at most once per ``every`` updates.
-
-        Raises :class:`~trpo_viz.trpo.pictures.RenderUnavailable` (its message is the note
-        to show instead) where this machine cannot render the task; the run is unaffected.
-        """
-        if self.trainer is None:
-            return self.frames
-        latest = len(self.records)
-        if self.frames_update is None or latest - self.frames_update >= every:
-            frames = self.trainer.render_rollout(max_frames=max_frames)
-            self.frames = [shrink(frame, FRAME_SIZE) for frame in frames[::2]]
-            self.frames_update = latest
-            self.rollout_gif = rollout_gif(self.frames)
-        return self.frames
-
-    def close(self) -> None:
-        """End the run: close its trainer and give its place among the live runs back now."""
-        if self.trainer is not None:
-            self.trainer.close()
-        with _live_runs_lock:
-            _live_runs.discard(self)
-
-    # --- archives: the trainer's zip plus the slices ---
-
-    def to_bytes(self) -> bytes:
-        if self.trainer is None:
-            raise RunLimitError("a replayed run is saved already: download the original file")
-        with self._lock:  # a consistent snapshot: never half an update
-            buffer = io.BytesIO(self.trainer.to_bytes())
-            slices = _slices_to_npz(self.slices)
-        with zipfile.ZipFile(buffer, "a", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("slices.npz", slices)
-        return buffer.getvalue()
-
-    @classmethod
-    def replay(cls, data: bytes) -> LiveRun:
-        """A run loaded from :meth:`to_bytes`, for replay (no trainer, nothing trains).
-
-        Every part is validated first (:mod:`trpo_viz.trpo.saved_run`): a file that is not a
-        valid run raises :class:`ReplayError`, naming its first problem.
-        """
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise RunLimitError(f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
-        try:
-            config, records, slices = read_replay(data)
-        except ArchiveError as error:
-            raise ReplayError(str(error)) from None
-        return cls(None, records=records, slices=slices, config=config)
+    Every part is validated first (:mod:`trpo_viz.trpo.saved_run`): a file that is not a
+    valid run raises :class:`ReplayError`, naming its first problem; a file over
+    :data:`MAX_UPLOAD_BYTES` is refused unread.
+    """
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ReplayError(f"{PREFIX}the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+    try:
+        config, records, slices = read_replay(data)
+    except ArchiveError as error:
+        raise ReplayError(str(error)) from None
+    return RunFile(config, records, slices)
 
 
 def compact_slice(plane: dict) -> dict:
@@ -197,25 +87,6 @@ def compact_slice(plane: dict) -> dict:
     out["max_kl"] = float(plane["max_kl"])
     out["accepted"] = None if plane["accepted"] is None else tuple(plane["accepted"])
     return out
-
-
-def _slices_to_npz(slices: dict[int, dict]) -> bytes:
-    arrays = {}
-    for update, plane in slices.items():
-        for key in _SLICE_KEYS:
-            arrays[f"{update}/{key}"] = plane[key]
-        for key in _OPTIONAL_SLICE_KEYS:
-            if key in plane:
-                arrays[f"{update}/{key}"] = plane[key]
-        if "damping" in plane:
-            arrays[f"{update}/damping"] = np.float64(plane["damping"])
-        arrays[f"{update}/max_kl"] = np.float64(plane["max_kl"])
-        arrays[f"{update}/accepted"] = np.asarray(
-            plane["accepted"] if plane["accepted"] is not None else [np.nan, np.nan]
-        )
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
 
 
 def shrink(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:

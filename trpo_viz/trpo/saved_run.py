@@ -1,12 +1,13 @@
 """What a saved run contains, checked field by field before anything uses it.
 
-A saved run is a zip (:meth:`LiveRun.to_bytes`, :meth:`TRPOTrainer.to_bytes`) or a
-directory (:meth:`TRPOTrainer.save`) of
+A saved run is a zip (:func:`trpo_viz.runs.archive.export_run`, :meth:`TRPOTrainer.to_bytes`)
+or a directory (:meth:`TRPOTrainer.save`) of
 
 - ``config.json``: a :class:`TRPOConfig` (every key of the first format is required; keys
   added to the dataclass since are optional; unknown keys are refused),
 - ``records.json``: a list of :class:`UpdateRecord` objects (:mod:`.saved_records`),
-- ``slices.npz`` (live runs): trust-region slices, ``"<update>/<key>"`` (:data:`SLICE_KEYS`),
+- ``slices.npz`` (exports of stored runs): trust-region slices, ``"<update>/<key>"``
+  (:data:`SLICE_KEYS`),
 - ``state.json`` and ``arrays.npz`` (trainer archives): counters, RNG state, network weights.
 
 Problems raise :class:`~trpo_viz.trpo.archive.ArchiveError` naming the first one; updates
@@ -275,7 +276,7 @@ def check_trainer_arrays(arrays: dict[str, np.ndarray], trainer) -> None:
 
 
 def read_replay(data: bytes) -> tuple[TRPOConfig, list[UpdateRecord], dict[int, dict]]:
-    """config, records and slices of a live run's archive (:meth:`LiveRun.to_bytes`)."""
+    """config, records and slices of a run's archive (:func:`trpo_viz.runs.archive.export_run`)."""
     files = read_zip(data)
     config = parse_config(files["config.json"])
     records = parse_records(files["records.json"])
