@@ -98,19 +98,19 @@ def engine_text() -> str:
     try:
         address = app_address()
     except ValueError as error:
-        return f"RAY_ADDRESS is not usable: {error}"
+        return f"Ray tasks, but RAY_ADDRESS is not usable: {error}"
     if address:
-        return f"Ray cluster at `{address}` (from RAY_ADDRESS)"
+        return f"Ray tasks on the Ray cluster at `{address}` (from RAY_ADDRESS)"
     info = engine_info()
     cpus = int(info.cpus) if info is not None else os.cpu_count()
-    return f"a local Ray instance on this machine ({cpus} CPUs; one trial per CPU)"
+    return f"Ray tasks on a local Ray instance on this machine, one trial per CPU ({cpus} CPUs)"
 
 
 st.title("Compare settings")
 st.caption("One TRPO run says little: returns swing with the seed. Run a grid of settings over "
            "several seeds and compare them by the interquartile mean of their returns, with "
-           "95 % stratified-bootstrap intervals over seeds. Trials run as Ray tasks (" +
-           engine_text() + ") and are stored in the run library.")
+           "95 % stratified-bootstrap intervals over seeds. Trials run as " + engine_text() +
+           "; they are stored in the run library.")
 
 if st.session_state.compare_message:
     kind, text = st.session_state.compare_message

@@ -61,6 +61,10 @@ def test_an_empty_store_says_how_to_start_and_plans_the_default(home):
     assert not at.exception
     assert any("No sweeps yet" in info.value for info in at.info)
     assert any("1 setting × 3 seeds = **3 trials**" in m.value for m in at.markdown)
+    # Where the trials run, in one sentence (no parentheses inside parentheses).
+    assert any("Trials run as Ray tasks on a local Ray instance on this machine, one trial per "
+               "CPU (" in c.value and "CPUs); they are stored in the run library." in c.value
+               for c in at.caption)
 
 
 def test_a_bad_grid_is_explained_and_cannot_start(home):
