@@ -231,7 +231,7 @@ def parsed(text: str, name: str, n: int, slot) -> np.ndarray | None:
     try:
         return parse_vector(text, name, n)
     except InputError as error:
-        slot.error(plain(error), icon="⚠️")
+        slot.error(plain(error), icon=":material/error:")
         return None
 
 
@@ -262,7 +262,7 @@ if st.session_state.preset == "quadratic":
     right.slider("condition number κ", presets.MIN_KAPPA, presets.MAX_KAPPA, key="kappa",
                  step=1.0, on_change=use_kappa)
 if preset_in_use() is not None:
-    st.info(presets.PRESETS[st.session_state.preset].lesson, icon="💡")
+    st.info(presets.PRESETS[st.session_state.preset].lesson, icon=":material/lightbulb:")
 
 expr_col, n_col = st.columns([5, 1])
 n_input = n_col.number_input(
@@ -306,13 +306,13 @@ for name, col in zip(("damping", "iters", "tol", "dtype", "hvp"), cols, strict=T
         if st.session_state[name] != used:  # the user has changed it since: not news any more
             del bad_url[name]
         else:
-            col.error(plain(message), icon="⚠️")
+            col.error(plain(message), icon=":material/error:")
 if "n" in bad_url:
     message, used = bad_url["n"]
     if st.session_state.n != used:
         del bad_url["n"]
     else:
-        n_col.error(plain(message), icon="⚠️")
+        n_col.error(plain(message), icon=":material/error:")
 n_wanted = None if n_input is None else int(n_input)
 
 # ----------------------------------------------------------------------------- solve
@@ -322,7 +322,7 @@ try:
     with st.spinner("Compiling f and its Hessian-vector product…", show_time=True):
         problem = compiled_problem(expr.strip(), dtype, hvp, n_wanted)
 except (ExpressionError, InputError) as error:  # anything else is a bug: let it show
-    expr_slot.error(plain(error), icon="⚠️")
+    expr_slot.error(plain(error), icon=":material/error:")
 
 result = None
 if problem is not None:
@@ -343,7 +343,7 @@ if problem is not None:
                 result = problem.solve(theta, g, settings, x0=x0)
             freeze_traced_graphs((expr.strip(), n_wanted, dtype, hvp))
         except InputError as error:
-            st.error(plain(error), icon="⚠️")
+            st.error(plain(error), icon=":material/error:")
 
 # This page's globals outlive the run (widget callbacks and download callables hold them
 # while Streamlit keeps the session, 2 minutes after its tab is gone): no compiled problem
@@ -354,7 +354,7 @@ if result is None:
 if result.problems:  # nothing below would be mathematics: say what happened, draw nothing
     st.header("No answer")
     for problem in result.problems:
-        st.error(plain(problem), icon="⚠️")
+        st.error(plain(problem), icon=":material/error:")
     st.stop()
 
 # ----------------------------------------------------------------------------- the answer
@@ -396,17 +396,17 @@ for note in result.notes:
 
 if result.hessian is None:
     st.info(f"n = {result.n} > {MAX_EXPLICIT_N}: H is not formed, so there is no exact solution "
-            "to compare with (CG itself never needs H).", icon="ℹ️")
+            "to compare with (CG itself never needs H).", icon=":material/info:")
 elif result.reference is None:
     st.warning("H + λI is singular (or numerically so) at this θ: H⁻¹g does not exist. "
                "CG still runs on the Krylov space of g; add damping λ > 0 for a unique answer.",
-               icon="⚠️")
+               icon=":material/error:")
 elif result.exact is None:
     st.info("H itself is singular here; the damped system (H+λI)x = g has the unique answer "
-            "shown.", icon="ℹ️")
+            "shown.", icon=":material/info:")
 curvature = explain.curvature_message(result)
 if curvature:
-    st.warning(curvature, icon="↪️")
+    st.warning(curvature, icon=":material/turn_right:")
 advice = negative_curvature_advice(
     cg, result.settings.damping,
     eigenvalues=None if result.eigenvalues is None
@@ -421,7 +421,7 @@ if advice is not None:
                      "solver line-up below.")
 if cg.stop_reason == "max_iter" and cg.iterations < result.n:
     st.info("CG stopped at the iteration limit before reaching the tolerance: raise "
-            "max iterations to continue.", icon="ℹ️")
+            "max iterations to continue.", icon=":material/info:")
 
 # ----------------------------------------------------------------------------- iterates
 
@@ -433,7 +433,7 @@ st.header("Convergence")
 convergence = figures.convergence_figure(result)
 if convergence is None:
     st.info("Nothing to plot on a log scale: every residual and error is 0 (x0 already "
-            "solves the system, or g = 0).", icon="ℹ️")
+            "solves the system, or g = 0).", icon=":material/info:")
 else:
     st.plotly_chart(convergence, key="convergence_chart")
     if figures.rounding_band_level(result) is not None:
@@ -477,7 +477,7 @@ st.header("Krylov view: why CG works")
 view = krylov_view(cg, hessian=result.hessian if result.reference is not None else None,
                    reference=result.reference, damping=result.settings.damping)
 if view.iterations == 0:
-    st.info("CG took no step, so there are no Ritz values to show.", icon="ℹ️")
+    st.info("CG took no step, so there are no Ritz values to show.", icon=":material/info:")
 else:
     st.markdown(
         "CG finds the extreme eigenvalues first. After k steps CG has built Lanczos's "

@@ -146,14 +146,14 @@ with st.expander("New sweep", expanded="sweep" not in st.query_params):
                     f"(at most {MAX_TRIALS}).")
         st.button("Start", type="primary", icon=":material/play_arrow:", on_click=start)
     except GridError as error:
-        st.error(plain(f"This grid cannot run: {error}"), icon="⚠️")
+        st.error(plain(f"This grid cannot run: {error}"), icon=":material/error:")
         st.button("Start", type="primary", icon=":material/play_arrow:", disabled=True)
 
 try:
     with RunStore(default_db_path()) as store:
         sweeps = list_sweeps(store)
 except StoreError as error:
-    st.error(plain(str(error)), icon="⚠️")
+    st.error(plain(str(error)), icon=":material/error:")
     st.stop()
 
 chosen = st.query_params.get("sweep")
@@ -161,7 +161,7 @@ if chosen is not None:
     try:
         check_sweep_id(chosen)
     except GridError as error:
-        st.error(plain(f"The link's sweep is not valid: {error}"), icon="⚠️")
+        st.error(plain(f"The link's sweep is not valid: {error}"), icon=":material/error:")
         chosen = None
 known = {s.sweep_id: s for s in sweeps}
 options = list(known)
@@ -203,9 +203,9 @@ def show_sweep(sweep_id: str, was_live: bool) -> None:
             st.info("Starting Ray and storing the trials… (a local instance takes a few "
                     "seconds to start)", icon=":material/hourglass_top:")
         elif handle is not None and handle.state == "failed":
-            st.error(plain(f"The sweep could not start: {handle.error}"), icon="⚠️")
+            st.error(plain(f"The sweep could not start: {handle.error}"), icon=":material/error:")
         else:
-            st.error(plain(str(error)), icon="⚠️")
+            st.error(plain(str(error)), icon=":material/error:")
         return
     counts = {k: v for k, v in results.counts().items() if v}
     where = ""
@@ -215,7 +215,7 @@ def show_sweep(sweep_id: str, was_live: bool) -> None:
     st.markdown(f"**Sweep {sweep_id}** on {plain(results.env_id)}{where} · " +
                 ", ".join(f"{n} {status}" for status, n in counts.items()))
     if handle is not None and handle.state == "failed":
-        st.error(plain(f"The sweep's driver stopped: {handle.error}"), icon="⚠️")
+        st.error(plain(f"The sweep's driver stopped: {handle.error}"), icon=":material/error:")
     if handle is not None and handle.active:
         st.button("Stop", icon=":material/stop:", on_click=stop, args=(sweep_id,),
                   key=f"compare_stop_{sweep_id}")

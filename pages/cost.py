@@ -55,7 +55,7 @@ request = (tuple(sizes), int(iters))
 if st.button("Measure", key="cost_run", type="primary"):
     st.session_state.cost_request = request
 if st.session_state.get("cost_request") != request:
-    st.info("Press **Measure** to time both routes at these sizes.", icon="⏱️")
+    st.info("Press **Measure** to time both routes at these sizes.", icon=":material/timer:")
     st.stop()
 
 rows = []
@@ -67,7 +67,7 @@ try:
         rows.append(measured(n, int(iters)))
 except InputError as error:
     bar.empty()
-    st.error(str(error), icon="⚠️")
+    st.error(str(error), icon=":material/error:")
     st.stop()
 bar.progress(1.0, text=f"Measured {len(rows)} sizes.")
 

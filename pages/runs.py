@@ -57,7 +57,7 @@ try:
     store = run_registry().store
     runs = store.runs()
 except StoreError as error:
-    st.error(plain(str(error)), icon="⚠️")
+    st.error(plain(str(error)), icon=":material/error:")
     st.stop()
 
 if st.session_state.runs_message:
@@ -133,4 +133,4 @@ if upload is not None and st.button("Import", icon=":material/upload:"):
             st.session_state.runs_message = ("success", "Imported: it is at the top of the list.")
             st.rerun()
         except ValueError as error:  # StoreError and the archive's validation errors
-            st.error(plain(f"Not imported: {error}"), icon="⚠️")
+            st.error(plain(f"Not imported: {error}"), icon=":material/error:")

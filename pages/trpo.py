@@ -104,7 +104,8 @@ if run_id is not None:
             st.rerun()
         st.stop()
 elif follow:
-    st.error("This follow link names no run (it needs ?run=<id>&follow=1).", icon="⚠️")
+    st.error("This follow link names no run (it needs ?run=<id>&follow=1).",
+             icon=":material/error:")
     st.stop()
 beside_id = st.query_params.get("beside") if info is not None else None
 beside = None
