@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -93,6 +94,8 @@ def worker_ours(env_id: str, seed: int, steps: int, eval_episodes: int) -> dict:
         if eval_episodes else []
     )
     result = _result(returns, evaluation, wall, trainer.total_timesteps, len(trainer.records))
+    if hasattr(trainer.policy, "log_std"):  # the exploration noise training ended with
+        result["log_std"] = [float(v) for v in trainer.policy.log_std.numpy()]
     trainer.close()
     return result
 
@@ -123,7 +126,10 @@ def worker_sb3(env_id: str, seed: int, steps: int, eval_episodes: int) -> dict:
     evaluation = _evaluate_sb3(model, env, env_id, seed, eval_episodes) if eval_episodes else []
     batch = spec["n_envs"] * model.n_steps
     updates = int(np.ceil(model.num_timesteps / batch))
-    return _result(returns, evaluation, wall, model.num_timesteps, updates)
+    result = _result(returns, evaluation, wall, model.num_timesteps, updates)
+    if hasattr(model.policy, "log_std"):
+        result["log_std"] = [float(v) for v in model.policy.log_std.detach().cpu().numpy()]
+    return result
 
 
 def _evaluate_sb3(model, train_env, env_id, seed, episodes) -> list[float]:
@@ -179,6 +185,13 @@ def final_return(result: dict, last_n: int) -> float:
     return sum(tail) / len(tail) if tail else float("nan")
 
 
+def _sigma(result: dict) -> str:
+    """Mean σ = exp(log_std) over action dimensions at the end of training ('-' if none)."""
+    if "log_std" not in result:
+        return "-"
+    return f"{sum(math.exp(v) for v in result['log_std']) / len(result['log_std']):.3f}"
+
+
 def _mean(values) -> float:
     values = list(values)
     return sum(values) / len(values) if values else float("nan")
@@ -200,9 +213,11 @@ def machine() -> str:
 def print_table(env_id: str, rows: list[dict], last_n: int) -> None:
     header = (f"{'seed':>4} | {'ours ret':>9} {'sb3 ret':>9} {'diff':>8} | {'ours eval':>9} "
               f"{'sb3 eval':>9} | {'ours s':>8} {'sb3 s':>8} {'ratio':>6} | "
-              f"{'ours st/s':>9} {'sb3 st/s':>9} | {'steps':>8}")
+              f"{'ours st/s':>9} {'sb3 st/s':>9} | {'steps':>8} | {'ours σ':>6} {'sb3 σ':>6}")
     print(f"\n{env_id}: final return = mean of the last {last_n} training episodes; eval = "
-          "deterministic episodes after training; s = training wall time; ratio = ours / sb3")
+          "deterministic episodes after training; s = training wall time; ratio = ours / sb3; "
+          "σ = the policy's exploration noise at the end, mean over action dimensions of "
+          "exp(log_std)")
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -213,7 +228,7 @@ def print_table(env_id: str, rows: list[dict], last_n: int) -> None:
               f"{_mean(ours['eval_returns']):>9.1f} {_mean(sb3['eval_returns']):>9.1f} | "
               f"{ow:>8.1f} {sw:>8.1f} {ow / sw:>6.2f} | "
               f"{ours['timesteps'] / ow:>9.0f} {sb3['timesteps'] / sw:>9.0f} | "
-              f"{ours['timesteps']:>8}")
+              f"{ours['timesteps']:>8} | {_sigma(ours):>6} {_sigma(sb3):>6}")
     if len(rows) > 1:
         o = _mean(final_return(r["ours"], last_n) for r in rows)
         s = _mean(final_return(r["sb3"], last_n) for r in rows)
