@@ -46,6 +46,12 @@ def _trace(fig, name_start):
     return trace
 
 
+def _ritz_traces(fig):
+    """The Ritz-value trace and the trace of their rounding copies (None if no copies)."""
+    copies = [t for t in fig.data if t.name and t.name.startswith("copies of a converged")]
+    return _trace(fig, "Ritz values of F + λI"), (copies[0] if copies else None)
+
+
 def _text(fig) -> str:
     return " ".join(a.text for a in fig.layout.annotations).replace("<br>", " ")
 
@@ -209,10 +215,13 @@ def test_ritz_values_sit_where_they_fall_in_the_spectrum(runs):
     config, records = runs["exact"]
     record = records[-1]
     fig = fisher_spectrum_figure(record, config.cg_damping)
-    ritz = _trace(fig, "Ritz values of F + λI")
-    np.testing.assert_array_equal(ritz.y, record.cg_ritz_values)
+    ritz, copies = _ritz_traces(fig)
+    drawn = [*ritz.y, *(copies.y if copies is not None else [])]
+    np.testing.assert_array_equal(sorted(drawn), record.cg_ritz_values)
     damped = np.sort(np.asarray(record.fisher_eigenvalues) + config.cg_damping)[::-1]
-    for theta, x in zip(ritz.y, ritz.x, strict=True):
+    points = [*zip(ritz.y, ritz.x, strict=True),
+              *(zip(copies.y, copies.x, strict=True) if copies is not None else [])]
+    for theta, x in points:
         # position x: eigenvalues above θ are at positions before x, those below after it
         i = int(np.floor(x))
         assert 1 <= x <= len(damped)
@@ -225,8 +234,11 @@ def test_ritz_values_alone_without_exact_eigenvalues(runs):
     record = records[-1]
     assert record.fisher_eigenvalues == [] and record.cg_ritz_values
     fig = _valid(fisher_spectrum_figure(record, config.cg_damping))
-    ritz = _trace(fig, "Ritz values of F + λI")
-    np.testing.assert_array_equal(ritz.y, sorted(record.cg_ritz_values, reverse=True))
+    ritz, copies = _ritz_traces(fig)
+    drawn = sorted([*ritz.y, *(copies.y if copies is not None else [])], reverse=True)
+    np.testing.assert_array_equal(drawn, sorted(record.cg_ritz_values, reverse=True))
+    j = sorted([*ritz.x, *(copies.x if copies is not None else [])])
+    assert j == list(range(1, len(record.cg_ritz_values) + 1))  # 1 = largest, none skipped
     bound = max(record.cg_ritz_values) / min(record.cg_ritz_values)
     assert fig.layout.meta["ritz_kappa"] == pytest.approx(bound)
     text = _text(fig)
@@ -236,6 +248,46 @@ def test_ritz_values_alone_without_exact_eigenvalues(runs):
     _, (plain_gradient,) = runs["gradient"]
     empty = type(plain_gradient)(0, 0, variant="gradient")
     assert "no Ritz values" in _text(fisher_spectrum_figure(empty, 0.1))
+
+
+def test_rounding_copies_of_ritz_values_are_drawn_hollow_and_named(runs):
+    """Against the exact Fisher: after the copies are set apart, no eigenvalue of F + λI
+    has more Ritz values on it than its multiplicity; the copies sit on found ones."""
+    config, records = runs["exact"]
+    marked = 0
+    for record in records:
+        fig = _valid(fisher_spectrum_figure(record, config.cg_damping))
+        ritz, copies = _ritz_traces(fig)
+        damped = np.asarray(record.fisher_eigenvalues) + config.cg_damping
+        for theta in ritz.y:
+            close = 1e-4 * theta
+            on_it = np.sum(np.abs(np.asarray(ritz.y) - theta) <= close)
+            multiplicity = np.sum(np.abs(damped - theta) <= close)
+            assert on_it <= max(multiplicity, 1) or _unconverged(record, theta)
+        if copies is None:
+            continue
+        marked += len(copies.y)
+        assert copies.marker.symbol == "diamond-open"
+        for theta in copies.y:  # each repeats a Ritz value that is drawn, on an eigenvalue
+            assert np.min(np.abs(np.asarray(ritz.y) - theta)) <= 1e-3 * theta
+            assert np.min(np.abs(damped - theta)) <= 1e-3 * theta
+        lost = first_rounding_iteration(record.cg_orthogonality)
+        assert (f"{len(copies.y)} of the {len(record.cg_ritz_values)} Ritz values (hollow) "
+                f"repeat another converged one") in _text(fig)
+        assert f"lose orthogonality (from iteration {lost})" in _text(fig)
+    assert marked > 0  # float32 CG on CartPole's Fisher: its top eigenvalues come back
+
+
+def _unconverged(record, theta) -> bool:
+    """Whether θ's residual bound is above krylov.CONVERGED of it (such values stay)."""
+    from trpo_viz.krylov import CONVERGED, ritz_residual_bounds
+
+    k = len(record.cg_ritz_values)
+    r = np.asarray(record.cg_residuals, np.float64)
+    c = np.asarray(record.cg_curvatures, np.float64)
+    bounds = ritz_residual_bounds(r[:k] ** 2 / c[:k], r[1:k + 1] ** 2 / r[:k] ** 2, [k])[-1]
+    i = int(np.argmin(np.abs(np.asarray(record.cg_ritz_values) - theta)))
+    return bounds[i] > CONVERGED * theta
 
 
 # ----------------------------------------------------------------------------- over time

@@ -14,6 +14,7 @@ from trpo_viz.krylov import (
     lanczos_tridiagonal,
     polynomial_from_ritz,
     residual_polynomials,
+    ritz_copies,
     ritz_residual_bounds,
     ritz_values,
 )
@@ -189,3 +190,71 @@ def test_pcg_negative_curvature_ritz_values_are_those_of_the_preconditioned_matr
     result = pcg.solve([2.0, 1.0], JacobiPreconditioner(np.array([2.0, -2.0]), "exact", 2))
     assert result.stop_reason == "negative_curvature" and result.iterations == 1
     np.testing.assert_allclose(krylov_view(result).rejected_ritz_values, [-1.0, 1.0], atol=1e-12)
+
+
+# ------------------------------------------------------- copies ("ghosts") that rounding makes
+
+
+def _textbook_cg(a, b, k, dtype):
+    """α_j, β_j of plain CG in ``dtype`` (numpy; independent of trpo_viz.cg)."""
+    a, r = a.astype(dtype), b.astype(dtype)
+    p = r.copy()
+    alphas, betas = [], []
+    for _ in range(k):
+        ap = a @ p
+        rr = r @ r
+        alpha = rr / (p @ ap)
+        r = r - alpha * ap
+        beta = (r @ r) / rr
+        p = r + beta * p
+        alphas.append(float(alpha))
+        betas.append(float(beta))
+    return np.array(alphas), np.array(betas)
+
+
+def _three_outliers():
+    """100 × 100, eigenvalues 0.01 … 1 (97 of them) and 30, 60, 100: CG finds the three
+    outliers within a few steps, and their Ritz values then come back as copies."""
+    rng = np.random.default_rng(0)
+    eigenvalues = np.concatenate([np.geomspace(1e-2, 1.0, 97), [30.0, 60.0, 100.0]])
+    q, _ = np.linalg.qr(rng.normal(size=(100, 100)))
+    return q @ np.diag(eigenvalues) @ q.T, eigenvalues, rng.normal(size=100)
+
+
+def test_rounding_copies_of_converged_ritz_values_are_marked():
+    a, eigenvalues, b = _three_outliers()
+    alphas, betas = _textbook_cg(a, b, 40, np.float32)
+    theta = ritz_values(alphas, betas)[-1]
+    bounds = ritz_residual_bounds(alphas, betas, [40])[-1]
+    copies = ritz_copies(theta, bounds, float(np.finfo(np.float32).eps))
+    for outlier in (30.0, 60.0, 100.0):
+        near = np.abs(theta - outlier) <= 1e-4 * outlier
+        assert near.sum() >= 3  # float32 CG has found each outlier several times over
+        assert (near & ~copies).sum() == 1  # one Ritz value each once the copies are out
+    # Only values sitting on an eigenvalue found before are copies: none in the bulk.
+    assert np.all(np.min(np.abs(theta[copies][:, None] - [30.0, 60.0, 100.0]), axis=1)
+                  <= 1e-4 * 100)
+
+
+def test_no_copies_without_rounding_or_when_nothing_has_converged_twice():
+    a, eigenvalues, b = _three_outliers()
+    # Lanczos with full reorthogonalisation: what exact arithmetic gives, no copies.
+    diagonal, off = _lanczos(a, b, 40)
+    t = np.diag(diagonal) + np.diag(off[:-1], 1) + np.diag(off[:-1], -1)
+    theta, vectors = np.linalg.eigh(t)
+    bounds = np.abs(off[-1] * vectors[-1, :])
+    assert not ritz_copies(theta, bounds, float(np.finfo(np.float64).eps)).any()
+    # Float64 CG before it loses orthogonality: no copies either.
+    alphas, betas = _textbook_cg(a, b, 8, np.float64)
+    theta = ritz_values(alphas, betas)[-1]
+    bounds = ritz_residual_bounds(alphas, betas, [8])[-1]
+    assert not ritz_copies(theta, bounds, float(np.finfo(np.float64).eps)).any()
+    # Hand-made cases: equal values without bounds; two converged values whose intervals
+    # overlap (the better converged one stays); overlapping values not converged.
+    eps = float(np.finfo(np.float64).eps)
+    np.testing.assert_array_equal(ritz_copies([2.0, 1.0, 1.0 + 1e-15], [0, 0, 0], eps),
+                                  [False, False, True])
+    np.testing.assert_array_equal(ritz_copies([5.0, 5.001, 3.0], [1e-3, 1e-9, 1e-9], eps),
+                                  [True, False, False])
+    assert not ritz_copies([5.0, 5.1], [0.1, 0.1], eps).any()  # b/θ = 2 %: not converged
+    assert not ritz_copies([1.0], [0.0], eps).any() and len(ritz_copies([], [], eps)) == 0

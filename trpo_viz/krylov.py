@@ -38,7 +38,7 @@ evaluated at that eigenvalue.
 
 In floating point the residuals lose orthogonality once a Ritz value converges, and
 T_k then acquires copies ("ghosts") of converged eigenvalues; the formulas stay those of
-the Lanczos matrix CG actually computed.
+the Lanczos matrix CG actually computed. :func:`ritz_copies` marks those copies.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from trpo_viz.serialize import to_jsonable
 MAX_HEATMAP_N = 200  # error per eigencomponent: an n × (k+1) heatmap, for n up to this
 GRID_POINTS = 201
 MAX_BOUNDS_ITERATIONS = 150  # residual bounds of every T_k up to this k (one eigh each)
+CONVERGED = 1e-3  # a Ritz value whose residual bound is at most this share of it has converged
 
 
 def lanczos_tridiagonal(
@@ -119,6 +120,49 @@ def ritz_residual_bounds(
         next_off = np.sqrt(betas[j - 1]) / alphas[j - 1]
         bounds.append(np.abs(next_off * vectors[-1, :]))
     return bounds
+
+
+def ritz_copies(values, bounds, eps: float) -> np.ndarray:
+    """Which Ritz values repeat another converged one: the copies ("ghosts") rounding makes.
+
+    In exact arithmetic the Ritz values of T_k are distinct, and two of them cannot both
+    converge to one simple eigenvalue. In floating point, once CG's residuals have lost
+    orthogonality, T_k acquires further copies of eigenvalues that have already converged
+    (Paige; Greenbaum, "Iterative Methods for Solving Linear Systems", ch. 4). A Ritz value
+    has converged when its residual bound b (:func:`ritz_residual_bounds`) is small against
+    it, b/|θ| ≤ :data:`CONVERGED` (three significant digits, what a log axis shows); of two
+    converged values that are the same within their bounds,
+
+        |θ_i − θ_j| ≤ max(b_i + b_j, 100·ε·θ_max),
+
+    the better converged one (smaller b/|θ|) is the Ritz value and the other is marked as
+    its copy. Values that have not converged are never marked: a Ritz value on its way to
+    becoming a copy is not told apart from one on its way to an eigenvalue not found yet.
+    ``bounds`` may be zeros (unknown): then every value counts as converged and only values
+    equal to rounding are copies. ``eps``: the unit roundoff of the dtype CG ran in. A real
+    cluster of eigenvalues closer than the bounds looks the same from T_k alone; exact
+    eigenvalues, where computed, tell the two apart.
+
+    Returns a boolean mask aligned with ``values`` (any order).
+    """
+    values = np.asarray(values, np.float64)
+    bounds = np.asarray(bounds, np.float64)
+    copies = np.zeros(len(values), bool)
+    if len(values) < 2:
+        return copies
+    equal = 100.0 * eps * float(np.max(np.abs(values)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(values != 0, bounds / np.abs(values), np.inf)
+    found: list[int] = []  # converged Ritz values kept, best converged first
+    for j in np.argsort(relative, kind="stable"):
+        if not relative[j] <= CONVERGED:  # not converged (or NaN): never a copy
+            break
+        copies[j] = any(
+            abs(values[i] - values[j]) <= max(bounds[i] + bounds[j], equal) for i in found
+        )
+        if not copies[j]:
+            found.append(int(j))
+    return copies
 
 
 def lanczos_ritz_values(alphas: np.ndarray, betas: np.ndarray) -> list[np.ndarray]:

@@ -45,6 +45,7 @@ EIGEN_COLOR = "#2ca02c"
 DAMPED_COLOR = "#17becf"
 RITZ_COLOR = "#ff7f0e"
 BOUND_COLOR = "#7f7f7f"
+COPY_COLOR = "#9e9e9e"  # Ritz values that rounding copied
 ROUNDING_FILL = "rgba(127, 127, 127, 0.15)"
 LOG_AXIS = {"type": "log", "exponentformat": "power"}
 

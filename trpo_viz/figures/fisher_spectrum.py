@@ -5,7 +5,10 @@ Streamlit). F's n eigenvalues (``fisher_eigenvalues``, with the exact Fisher) ar
 as their distinct values: a run of equal ones, F's zeros above all, is two points, so
 the figure stays small for CartPole's 4,610 parameters. CG's Ritz values
 (``cg_ritz_values``, every update with CG) are eigenvalues of its tridiagonal T_k, so
-they lie within F + λI's spectrum; θ_max/θ_min is a lower bound on κ(F + λI).
+they lie within F + λI's spectrum; θ_max/θ_min is a lower bound on κ(F + λI). Converged Ritz
+values that repeat another within their error bounds are drawn hollow and said to be what
+they are: copies that rounding adds once CG's residuals lose orthogonality
+(:func:`~trpo_viz.trpo.numerics.ritz_copies_in`), not further eigenvalues.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import plotly.graph_objects as go
 from trpo_viz.figures import plain
 from trpo_viz.figures.fisher import (
     BOUND_COLOR,
+    COPY_COLOR,
     DAMPED_COLOR,
     EIGEN_COLOR,
     LOG_AXIS,
@@ -26,6 +30,7 @@ from trpo_viz.figures.fisher import (
     exact_fisher_note,
     ritz_condition,
 )
+from trpo_viz.trpo.numerics import first_rounding_iteration, ritz_copies_in
 
 
 def fisher_spectrum_figure(record, damping: float) -> go.Figure:
@@ -40,12 +45,13 @@ def fisher_spectrum_figure(record, damping: float) -> go.Figure:
     θ_max/θ_min ≤ κ(F + λI).
     """
     title = f"Spectrum of the Fisher (update {record.update + 1})"
-    ritz = np.asarray(
-        [v for v in getattr(record, "cg_ritz_values", []) if plain.finite(v)], np.float64
-    )
+    stored = getattr(record, "cg_ritz_values", []) or []
+    finite = np.array([plain.finite(v) for v in stored], bool)
+    ritz = np.asarray([v for v in stored if plain.finite(v)], np.float64)
+    copies = ritz_copies_in(record)[finite] if len(stored) else np.zeros(0, bool)
     kappas = condition_numbers(record, damping)
     if kappas is None:
-        return _ritz_only_figure(record, damping, ritz, title)
+        return _ritz_only_figure(record, damping, ritz, copies, title)
     values = np.sort(np.asarray(record.fisher_eigenvalues, np.float64))[::-1]  # descending
     n = len(values)
     positions = np.arange(1, n + 1, dtype=np.float64)
@@ -77,16 +83,19 @@ def fisher_spectrum_figure(record, damping: float) -> go.Figure:
         ),
     ]
     if ritz.size:
+        positions_of = np.asarray(_spectrum_positions(damped, ritz))
         data.append(
             plain.scatter(
-                x=_spectrum_positions(damped, ritz),
-                y=plain.log_values(ritz),
+                x=positions_of[~copies],
+                y=plain.log_values(ritz[~copies]),
                 mode="markers",
                 name=f"Ritz values of F + λI (CG, {record.cg_iterations} iterations)",
                 marker={"color": RITZ_COLOR, "size": 9, "symbol": "diamond"},
                 hovertemplate="θ = %{y:.4g}<extra>Ritz value</extra>",
             )
         )
+        if copies.any():
+            data.append(_copies_trace(positions_of[copies], ritz[copies]))
     kappa, kappa_damped = kappas
     rank = getattr(record, "fisher_rank", None)
     if math.isinf(kappa):
@@ -110,10 +119,12 @@ def fisher_spectrum_figure(record, damping: float) -> go.Figure:
     ritz_kappa = ritz_condition(record)
     if ritz_kappa is not None:
         lines.append(f"CG's Ritz values see κ ≥ θ_max/θ_min = {plain.number(ritz_kappa)}.")
+    if copies.any():
+        lines.append(_copies_text(record, int(copies.sum()), len(ritz)))
     header, top = plain.header(lines)
     figure_layout = plain.layout(
         title,
-        460,
+        380 + top,  # the plot area keeps its height however many lines the header has
         xaxis={"title": {"text": "position i in the spectrum (1 = largest)"}, **LOG_AXIS},
         yaxis={"title": {"text": "eigenvalue"}, **LOG_AXIS},
         annotations=[header],
@@ -126,7 +137,30 @@ def fisher_spectrum_figure(record, damping: float) -> go.Figure:
     return plain.figure(data, figure_layout)
 
 
-def _ritz_only_figure(record, damping: float, ritz: np.ndarray, title: str) -> go.Figure:
+def _copies_trace(x, values) -> go.Scatter:
+    """Ritz values that repeat a larger one: hollow, grey, named for what they are."""
+    return plain.scatter(
+        x=x,
+        y=plain.log_values(values),
+        mode="markers",
+        name="copies of a converged Ritz value (rounding, not eigenvalues)",
+        marker={"color": COPY_COLOR, "size": 9, "symbol": "diamond-open"},
+        hovertemplate="θ = %{y:.4g}<extra>copy (rounding)</extra>",
+    )
+
+
+def _copies_text(record, count: int, total: int) -> str:
+    lost = first_rounding_iteration(getattr(record, "cg_orthogonality", []))
+    since = f" (from iteration {lost})" if lost is not None else ""
+    return (
+        f"{count} of the {total} Ritz values (hollow) repeat another converged one within "
+        "their error bounds: copies that rounding adds once CG's residuals lose "
+        f"orthogonality{since}. In exact CG two Ritz values never converge to one eigenvalue."
+    )
+
+
+def _ritz_only_figure(record, damping: float, ritz: np.ndarray, copies: np.ndarray,
+                      title: str) -> go.Figure:
     if ritz.size == 0:
         reason = exact_fisher_note(record) or ""
         return plain.message_figure(
@@ -134,12 +168,13 @@ def _ritz_only_figure(record, damping: float, ritz: np.ndarray, title: str) -> g
             "No spectrum for this update: CG ran no iteration, so "
             f"there are no Ritz values. {reason}",
         )
-    order = np.sort(ritz)[::-1]
+    descending = np.argsort(ritz, kind="stable")[::-1]
+    order, is_copy = ritz[descending], copies[descending]
     j = np.arange(1, len(order) + 1)
     data = [
         plain.scatter(
-            x=j,
-            y=plain.log_values(order),
+            x=j[~is_copy],
+            y=plain.log_values(order[~is_copy]),
             mode="markers+lines",
             name=f"Ritz values of F + λI (CG, {record.cg_iterations} iterations)",
             marker={"color": RITZ_COLOR, "size": 9, "symbol": "diamond"},
@@ -153,6 +188,8 @@ def _ritz_only_figure(record, damping: float, ritz: np.ndarray, title: str) -> g
             line={"color": BOUND_COLOR, "dash": "dash", "width": 1},
         ),
     ]
+    if is_copy.any():
+        data.insert(1, _copies_trace(j[is_copy], order[is_copy]))
     lines = []
     ritz_kappa = ritz_condition(record)
     if ritz_kappa is not None:
@@ -160,11 +197,14 @@ def _ritz_only_figure(record, damping: float, ritz: np.ndarray, title: str) -> g
             f"κ(F + λI) ≥ θ_max/θ_min = {plain.number(ritz_kappa)} (Ritz values lie "
             "within F + λI's spectrum; κ(F + λI) ≤ 1 + λ_max/λ)."
         )
+    if is_copy.any():
+        lines.append(_copies_text(record, int(is_copy.sum()), len(order)))
     lines.append("Exact eigenvalues: " + (exact_fisher_note(record) or "none recorded."))
     header, top = plain.header(lines, width=75)  # a half-width column on the TRPO page
     figure_layout = plain.layout(
         title,
-        420,
+        312 + top,  # the plot area keeps its height however many lines the header has
+        legend={"orientation": "h", "y": -0.25, "yanchor": "top", "x": 0},  # under the x title
         xaxis={
             "title": {"text": "j (1 = largest Ritz value)"},
             "dtick": 1 if len(order) <= 20 else None,

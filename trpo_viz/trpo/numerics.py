@@ -116,6 +116,36 @@ def first_rounding_iteration(orthogonality) -> int | None:
     return None
 
 
+def ritz_copies_in(record) -> np.ndarray:
+    """Which of the record's ``cg_ritz_values`` (ascending) are copies of another one.
+
+    The copies ("ghosts") that rounding puts into CG's tridiagonal T_k once the residuals
+    lose orthogonality (:func:`trpo_viz.krylov.ritz_copies`): CartPole's float32 solves
+    show F + λI's largest eigenvalue three or four times after 15 iterations. T_k and its
+    residual bounds are rebuilt from the record's residual norms and curvatures
+    (α_j = ‖r_j‖²/p_jᵀ(F+λI)p_j, β_j = ‖r_{j+1}‖²/‖r_j‖²); where those are missing or not
+    positive, only values equal to rounding are marked.
+    """
+    from trpo_viz.krylov import ritz_copies, ritz_residual_bounds
+
+    values = np.asarray(getattr(record, "cg_ritz_values", []) or [], np.float64)
+    dtype = getattr(record, "cg_dtype", "float32") or "float32"
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    bounds = np.zeros(len(values))
+    residuals = np.asarray(getattr(record, "cg_residuals", []) or [], np.float64)
+    curvatures = np.asarray(getattr(record, "cg_curvatures", []) or [], np.float64)
+    k = len(values)
+    if (k and len(curvatures) >= k and len(residuals) > k
+            and np.all(np.isfinite(residuals[: k + 1])) and np.all(residuals[:k] > 0)
+            and np.all(np.isfinite(curvatures[:k])) and np.all(curvatures[:k] > 0)):
+        alphas = residuals[:k] ** 2 / curvatures[:k]
+        betas = residuals[1 : k + 1] ** 2 / residuals[:k] ** 2
+        rebuilt = ritz_residual_bounds(alphas, betas, [k])[-1]
+        if rebuilt is not None and len(rebuilt) == k and np.all(np.isfinite(rebuilt)):
+            bounds = rebuilt  # sorted as T_k's eigenvalues: ascending, like the record's
+    return ritz_copies(values, bounds, eps)
+
+
 def cg_stop_text(record) -> str:
     """CG's stop reason, saying which residual a "converged" is about."""
     reason = record.cg_stop_reason
