@@ -32,12 +32,28 @@ def idle(page) -> None:
     )
 
 
-def fill(page, label: str, value: str) -> None:
-    idle(page)
-    field = page.get_by_label(label, exact=True)
-    field.fill(value)
-    field.press("Enter")
-    idle(page)
+def fill(page, label: str, value: str, shown: str | None = None) -> None:
+    """Type ``value`` into the field, commit it (Enter), and wait until the page shows
+    ``shown`` (a regex) and the field still holds the value. A rerun already in flight
+    when the field was typed into can swallow the value (seen once in a full run on a
+    loaded box): then it is typed again, at most three times."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(3):
+        idle(page)
+        field = page.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Enter")
+        idle(page)
+        try:
+            if shown is not None:
+                page.get_by_text(re.compile(shown)).first.wait_for(timeout=timeout_ms(30))
+            if field.input_value() == value:
+                return
+        except PlaywrightTimeout:
+            pass
+    raise AssertionError(f"{label} = {value!r} never took: the page does not show {shown!r} "
+                         f"(the field holds {field.input_value()!r})")
 
 
 def exercise_compare(page, base_url: str) -> str:
@@ -46,9 +62,9 @@ def exercise_compare(page, base_url: str) -> str:
 
     page.goto(f"{base_url}/compare")
     page.get_by_role("heading", name="Compare settings").wait_for()
-    fill(page, "Environment steps per trial", "256")
-    fill(page, "Seeds per setting", "1")
-    fill(page, "δ (max_kl)", "0.01, 0.05")
+    fill(page, "Environment steps per trial", "256", shown=r"of 256 steps")
+    fill(page, "Seeds per setting", "1", shown=r"× 1 seeds")
+    fill(page, "δ (max_kl)", "0.01, 0.05", shown=r"2 settings × 1 seeds = 2 trials of 256")
     fill(page, "Fixed settings for every trial", TINY)
     page.get_by_text(re.compile(r"2 settings × 1 seeds = 2 trials")).wait_for()
     idle(page)
@@ -92,10 +108,13 @@ def test_compare_runs_a_tiny_sweep_and_summarises_it(streamlit_server, browser):
                     "notes/sweep-integration.md): /compare does not exist")
     context, page = new_tab(browser)
     sweep_id = None
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         sweep_id = exercise_compare(page, streamlit_server)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
+    except Exception:
+        page.screenshot(path=str(SCREENSHOTS / "compare-failed.png"), full_page=True)
+        raise
     finally:
         context.close()
         if sweep_id is not None:
