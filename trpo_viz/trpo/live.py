@@ -63,7 +63,7 @@ class RunFile:
 
 
 def read_run_file(data: bytes) -> RunFile:
-    """The run in an archive (``runs export``, the library's download, ``train --save``'s zip).
+    """The run in a zip archive (``runs export``, the run library's download).
 
     Every part is validated first (:mod:`trpo_viz.trpo.saved_run`): a file that is not a
     valid run raises :class:`ReplayError`, naming its first problem; a file over

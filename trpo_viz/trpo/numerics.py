@@ -1,6 +1,7 @@
 """What rounding lets a TRPO update's numbers mean: CG's reach, explained variance.
 
-Numpy only. The trainer records these diagnostics; the page and the figures state them.
+NumPy (and SciPy for the Ritz values). The trainer records these diagnostics; the page and
+the figures state them.
 
 Conjugate gradient in floating point (Paige; Greenbaum, "Iterative Methods for Solving
 Linear Systems", ch. 4) differs from the CG of the textbook in two ways this module
