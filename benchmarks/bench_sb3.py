@@ -179,6 +179,20 @@ def run_worker(python: str, side: str, env_id: str, seed: int, steps: int, eval_
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def stored_sb3(paths: list[str], env_id: str, seed: int, steps: int):
+    """(path, sb3-contrib's result) for this run from an earlier --json file, or None."""
+    for path in paths:
+        try:
+            results = json.loads(Path(path).read_text())["results"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for row in results:
+            if (row.get("env"), row.get("seed"), row.get("steps")) == (env_id, seed, steps) \
+                    and isinstance(row.get("sb3"), dict):
+                return path, row["sb3"]
+    return None
+
+
 def final_return(result: dict, last_n: int) -> float:
     """Mean raw return of the last ``last_n`` training episodes (NaN if none ended)."""
     tail = result["episode_returns"][-last_n:]
@@ -255,6 +269,10 @@ def main() -> int:
     parser.add_argument("--cpu", type=int, default=None, help="pin every run to this core")
     parser.add_argument("--json", default=None,
                         help="write every result here (rewritten after each run)")
+    parser.add_argument("--reuse-sb3", nargs="+", default=[], metavar="JSON",
+                        help="take sb3-contrib's result for an (env, seed, steps) from these "
+                             "earlier --json files instead of training it again (one thread, "
+                             "one seed: sb3-contrib's run is the same every time)")
     parser.add_argument("--worker", choices=("ours", "sb3"), help=argparse.SUPPRESS)
     parser.add_argument("--env", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -279,6 +297,12 @@ def main() -> int:
             row = {"env": env_id, "seed": seed, "steps": steps}
             for side, python in (("ours", sys.executable), ("sb3", args.sb3_python)):
                 stamp = datetime.datetime.now().strftime("%H:%M:%S")
+                earlier = stored_sb3(args.reuse_sb3, env_id, seed, steps) if side == "sb3" \
+                    else None
+                if earlier is not None:
+                    print(f"# {stamp} {env_id} seed {seed}: sb3 from {earlier[0]}", flush=True)
+                    row[side] = dict(earlier[1], reused_from=earlier[0])
+                    continue
                 print(f"# {stamp} {env_id} seed {seed}: {side} ...", flush=True)
                 row[side] = run_worker(python, side, env_id, seed, steps, args.eval_episodes,
                                        args.cpu)

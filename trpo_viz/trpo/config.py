@@ -4,8 +4,11 @@ The per-task values follow rl-baselines3-zoo's ``hyperparams/trpo.yml`` (tuned f
 sb3-contrib's TRPO; read at commit 22e3ff2 of DLR-RM/rl-baselines3-zoo) where they
 translate; everything else is sb3-contrib's default (sb3_contrib/trpo/trpo.py). Deviations:
 CartPole-v1's value learning rate is 3e-3 instead of the zoo's 1e-3, and
-InvertedPendulum-v5 runs 100k steps instead of the zoo's 1M (see below). gSDE
-(``use_sde``, used by the zoo for Pendulum and MountainCarContinuous) is not
+InvertedPendulum-v5 runs 100k steps instead of the zoo's 1M (see below). For Gaussian
+policies with d > 1 action dimensions (Hopper, Walker2d, HalfCheetah, Swimmer, Ant) the
+zoo's target_kl and cg_damping are multiplied by d: sb3-contrib's KL is a mean over action
+dimensions, ours the KL itself (see ``ACTION_DIMS`` below); the updates are then the same.
+gSDE (``use_sde``, used by the zoo for Pendulum and MountainCarContinuous) is not
 implemented: those tasks use a state-independent log-std Gaussian instead.
 
 Zoo / sb3-contrib setting (its default)        TRPOConfig field
@@ -14,8 +17,8 @@ Zoo / sb3-contrib setting (its default)        TRPOConfig field
 ``n_timesteps``                                ``total_timesteps``
 ``n_steps`` (2048)                             ``n_steps``
 ``gamma`` (0.99), ``gae_lambda`` (0.95)        ``gamma``, ``gae_lambda``
-``target_kl`` (0.01)                           ``max_kl`` (δ)
-``cg_max_steps`` (15), ``cg_damping`` (0.1)    ``cg_max_steps``, ``cg_damping``
+``target_kl`` (0.01)                           ``max_kl`` (δ) = d·target_kl (d action dims)
+``cg_max_steps`` (15), ``cg_damping`` (0.1)    ``cg_max_steps``, ``cg_damping`` (d·damping)
 ``line_search_shrinking_factor`` (0.8)         ``line_search_shrink``
 ``line_search_max_iter`` (10)                  ``max_backtracks`` = 10 − 1 (9)
 ``sub_sampling_factor`` k (1)                  ``fvp_subsample`` = 1 / k
@@ -250,9 +253,23 @@ _ZOO_MUJOCO = dict(
     normalize_obs=True,
     normalize_reward=True,
 )
-for _env_id in ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Swimmer-v5", "Ant-v5"):
+# sb3-contrib's KL of a diagonal Gaussian is the mean over states *and action dimensions*
+# (stable_baselines3's kl_divergence returns one term per dimension and TRPO.train takes
+# .mean()), so its target_kl bounds KL/d and its Fisher-vector products are of F/d. Ours
+# is TRPO's own mean KL over states, summed over the d dimensions. The zoo's settings,
+# tuned for sb3-contrib, therefore translate to max_kl = d·target_kl and cg_damping =
+# d·cg_damping: CG then solves (F + dλ)s = g, the same direction as sb3-contrib's
+# (F/d + λ)s = g, and both scale it to the same step. Checked on Hopper with sb3-contrib's
+# own weights and batch (updates 1 and 21): the two steps agree to 5 digits (cosine
+# 1.000000); with δ and λ untranslated ours moved log σ 0.55× as far (benchmarks/TRPO.md).
+# One-dimensional and discrete tasks are unaffected.
+ACTION_DIMS = {"Hopper-v5": 3, "Walker2d-v5": 6, "HalfCheetah-v5": 6, "Swimmer-v5": 2,
+               "Ant-v5": 8}  # tests/test_trpo_config.py checks them against gymnasium's
+_ZOO_TARGET_KL = {"HalfCheetah-v5": 0.04}  # the zoo's target_kl where not sb3's 0.01
+for _env_id, _dims in ACTION_DIMS.items():
     _ZOO_TUNED[_env_id] = dict(_ZOO_MUJOCO)
-_ZOO_TUNED["HalfCheetah-v5"]["max_kl"] = 0.04
+    _ZOO_TUNED[_env_id]["max_kl"] = round(_dims * _ZOO_TARGET_KL.get(_env_id, 0.01), 12)
+    _ZOO_TUNED[_env_id]["cg_damping"] = round(_dims * _ZOO_MUJOCO["cg_damping"], 12)
 _ZOO_TUNED["Swimmer-v5"]["gamma"] = 0.9999
 # InvertedPendulum has no entry in the zoo's trpo.yml: the zoo runs it with its ``default``
 # entry (n_timesteps 1e6, MlpPolicy, one env) and sb3-contrib's TRPO defaults, spelled
