@@ -7,11 +7,12 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
-from trpo_viz.trpo.config import MUJOCO_ENVS, available_envs, default_config
+from trpo_viz.trpo.config import ACTION_DIMS, MUJOCO_ENVS, available_envs, default_config
 from trpo_viz.trpo.mujoco_render import (
     RenderUnavailable,
     _child_failure,
@@ -65,10 +66,53 @@ def test_the_five_tasks_are_listed_and_are_mujoco():
 
 @pytest.mark.parametrize("env_id", FIVE)
 def test_default_config_is_the_zoo_config(env_id):
+    """The zoo's settings, with target_kl and cg_damping times the action dimension d
+    (read from the task itself): sb3-contrib's KL is a mean over action dimensions."""
     config = default_config(env_id)
     config.validate()
+    with warnings.catch_warnings():  # HalfCheetah's model uses a deprecated attribute
+        warnings.filterwarnings("ignore", message="MuJoCo: compiler attribute 'settotalmass'")
+        env = make_env(env_id)
+    try:
+        d = env.action_space.shape[0]
+    finally:
+        env.close()
+    zoo = dict(ZOO[env_id])
+    zoo["max_kl"] = pytest.approx(d * zoo["max_kl"], rel=1e-12)
+    zoo["cg_damping"] = pytest.approx(d * zoo["cg_damping"], rel=1e-12)
     actual = {name: getattr(config, name) for name in ZOO[env_id]}
-    assert actual == ZOO[env_id]
+    assert actual == zoo
+    assert ACTION_DIMS.get(env_id, 1) == d
+
+
+def test_translated_settings_give_sb3_contribs_step():
+    """sb3-contrib's update with KL/d: CG on (F/d + λ)s = g, scaled to sᵀ(F/d + λ)s = 2δ.
+    Ours with d·δ and d·λ: (F + dλ)s = g, scaled to sᵀ(F + dλ)s = 2dδ. The same step,
+    here with F explicit (float64) for a real Hopper policy on a batch of states."""
+    from trpo_viz.trpo import TRPOTrainer
+    from trpo_viz.trpo.fisher import ExactFisher
+
+    config = default_config("Hopper-v5", **{**TINY, "hidden_sizes": (8,)})
+    trainer = TRPOTrainer(config)
+    try:
+        rng = np.random.default_rng(0)
+        obs = rng.standard_normal((64, trainer.observation_space.shape[0]))
+        fisher = ExactFisher(trainer.policy).compute(obs)
+        F = fisher.dense()
+    finally:
+        trainer.close()
+    d, n = 3, len(F)
+    g = rng.standard_normal(n)
+
+    def step(matrix, max_kl):
+        s = np.linalg.solve(matrix, g)
+        return np.sqrt(2 * max_kl / (s @ matrix @ s)) * s
+
+    sb3 = step(F / d + 0.1 * np.eye(n), 0.01)
+    ours = step(F + config.cg_damping * np.eye(n), config.max_kl)
+    np.testing.assert_allclose(ours, sb3, rtol=1e-9, atol=1e-12)
+    untranslated = step(F + 0.1 * np.eye(n), 0.01)
+    assert np.linalg.norm(untranslated - sb3) > 0.01 * np.linalg.norm(sb3)  # it matters
 
 
 @pytest.fixture(scope="module")
