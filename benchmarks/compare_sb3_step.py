@@ -77,7 +77,7 @@ def our_step(data, env_id: str, max_kl: float | None, damping: float | None) -> 
     from trpo_viz.trpo.config import default_config
     from trpo_viz.trpo.policy import get_flat
     from trpo_viz.trpo.trainer import TRPOTrainer
-    from trpo_viz.trpo.update import line_search_fractions, step_size
+    from trpo_viz.trpo.update import first_acceptable, line_search_fractions, step_size
 
     config = default_config(env_id)
     config = dataclasses.replace(config, max_kl=config.max_kl if max_kl is None else max_kl,
@@ -102,8 +102,7 @@ def our_step(data, env_id: str, max_kl: float | None, damping: float | None) -> 
         thetas = np.concatenate([theta[None], theta + fractions[:, None] * full])
         surrogates, kls = (t.numpy().astype(float) for t in trainer._evaluate(
             tf.constant(thetas), obs, actions, advantages, old_log_prob, old_dist))
-        accepted = next((j for j in range(len(fractions)) if kls[j + 1] <= config.max_kl
-                         and surrogates[j + 1] > surrogates[0]), None)
+        accepted = first_acceptable(kls[1:], surrogates[1:] - surrogates[0], config.max_kl)
         step = thetas[accepted + 1] - theta if accepted is not None else np.zeros_like(theta)
         return {"step": step, "max_kl": config.max_kl, "damping": config.cg_damping,
                 "log_prob_gap": float(np.max(np.abs(old_log_prob.numpy()
