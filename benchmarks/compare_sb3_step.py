@@ -1,19 +1,29 @@
-"""One TRPO update on sb3-contrib's own weights and batch: ours against sb3-contrib's.
+"""One TRPO update on sb3-contrib's weights and data: ours against sb3-contrib's, stage by stage.
 
 sb3-contrib (its own venv, see benchmarks/TRPO.md) builds the zoo's TRPO for a task, trains
-``--warm`` updates, collects one more batch and saves the batch (normalised observations,
-actions, log-probabilities, GAE advantages) and its policy's weights before and after
-``train()``. Ours then loads those weights into its policy and takes one step on the same
-batch (advantages normalised as sb3-contrib does, with the unbiased std) through the
-trainer's compiled natural gradient, step size and line search, and the two steps are
-compared block by block: norms and cosines.
+``--warm`` updates, collects one more batch and saves that batch, the raw environment stream
+beneath its VecNormalize, the normaliser's statistics, and its policy's and value net's
+weights (with the value net's Adam state) before and after ``train()``. Ours then runs each
+stage of its own update on sb3-contrib's inputs and compares the outputs:
 
-    python benchmarks/compare_sb3_step.py --env Hopper-v5 --seed 0 --warm 0 20 \\
+* the policy step: our weights set to sb3's, one step on the same batch (advantages
+  normalised as sb3-contrib does, with the unbiased std) through the trainer's compiled
+  natural gradient, step size and line search; the two steps compared block by block
+  (norms and cosines);
+* the normaliser: our ``Normalizer`` started from VecNormalize's statistics and fed the raw
+  stream, against the normalised observations and rewards sb3 learned from;
+* V(s), GAE and the value targets, with sb3's value weights (our time-limit bootstrap goes
+  through V(s_final) in next_values; sb3 adds γ·V(s_final) to the reward);
+* the critic: the trainer's compiled ``fit_value`` from sb3's weights and Adam state, on
+  sb3's returns in sb3's minibatch order (replayed from NumPy's global RNG).
+
+    python benchmarks/compare_sb3_step.py --env Hopper-v5 --seed 0 --warm 0 20 250 \\
         --sb3-python /work/venv-sb3/bin/python
 
 prints the comparison with our default δ and λ and with ``--also KL DAMPING`` pairs (e.g.
-``--also 0.01 0.1``: the zoo's values untranslated). The value function is not compared
-(its minibatches are shuffled by each library's own RNG).
+``--also 0.01 0.1``: the zoo's values untranslated). What the two runs still do differently
+is only what each draws at random: the initial weights, the actions' noise, the
+environments' resets and the critic's shuffles.
 """
 
 from __future__ import annotations
@@ -34,36 +44,118 @@ SB3_NAMES = ["mlp_extractor.policy_net.0.weight", "mlp_extractor.policy_net.0.bi
              "action_net.weight", "action_net.bias", "log_std"]
 
 
+VALUE_NAMES = ["mlp_extractor.value_net.0.weight", "mlp_extractor.value_net.0.bias",
+               "mlp_extractor.value_net.2.weight", "mlp_extractor.value_net.2.bias",
+               "value_net.weight", "value_net.bias"]
+
+
 def sb3_side(env_id: str, seed: int, warm: int, out: Path) -> None:
-    """In sb3-contrib's venv: the zoo's TRPO, ``warm`` updates, then one batch and train()."""
+    """In sb3-contrib's venv: the zoo's TRPO, ``warm`` updates, then one batch and train().
+
+    Besides the batch and the weights it saves what the rest of the pipeline needs: the raw
+    environment stream of the batch (observations, rewards, dones, time-limit flags, final
+    observations, recorded below VecNormalize), VecNormalize's statistics before the batch,
+    the normalised rewards before sb3's time-limit bootstrap, the value net's weights and
+    Adam state before and after train(), and the critic's minibatch permutations (drawn
+    from NumPy's global RNG, replayed from its state before train()).
+    """
     import torch as th
     from sb3_contrib import TRPO
+    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
+    from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_sb3 import ZOO_TRPO
 
+    class Recorder(VecEnvWrapper):
+        """Below VecNormalize: the raw stream (copies; VecNormalize rewrites the infos)."""
+
+        def __init__(self, venv):
+            super().__init__(venv)
+            self.steps, self.recording, self.last_raw = [], False, None
+
+        def reset(self):
+            self.last_raw = self.venv.reset().copy()
+            return self.last_raw
+
+        def step_wait(self):
+            obs, rewards, dones, infos = self.venv.step_wait()
+            if self.recording:
+                final = np.zeros_like(obs)
+                for i, done in enumerate(dones):
+                    if done:
+                        final[i] = infos[i]["terminal_observation"]
+                self.steps.append(dict(
+                    raw_obs=obs.copy(), raw_rewards=rewards.copy(), dones=dones.copy(),
+                    truncated=np.array([bool(info.get("TimeLimit.truncated", False))
+                                        for info in infos]), raw_final=final))
+            self.last_raw = obs.copy()
+            return obs, rewards, dones, infos
+
+    class Seen(BaseCallback):
+        """The normalised rewards as collect_rollouts gets them, before its bootstrap."""
+
+        def __init__(self):
+            super().__init__()
+            self.rewards = []
+
+        def _on_step(self):
+            self.rewards.append(np.array(self.locals["rewards"], copy=True))
+            return True
+
     th.set_num_threads(1)
     spec = ZOO_TRPO[env_id]
-    env = make_vec_env(env_id, n_envs=spec["n_envs"], seed=seed)
+    recorder = Recorder(make_vec_env(env_id, n_envs=spec["n_envs"], seed=seed))
+    env = recorder
     if spec["normalize"]:
-        env = VecNormalize(env, gamma=spec["kwargs"].get("gamma", 0.99))
+        env = VecNormalize(recorder, gamma=spec["kwargs"].get("gamma", 0.99))
     model = TRPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **spec["kwargs"])
     batch = spec["n_envs"] * model.n_steps
-    _, callback = model._setup_learn(batch * (warm + 1), None)
+    seen = Seen()
+    _, callback = model._setup_learn(batch * (warm + 1), seen)
     callback.on_training_start(locals(), globals())
     for update in range(warm + 1):
+        if update == warm:  # the compared batch
+            norm = {}
+            if spec["normalize"]:
+                norm = {"norm/obs_mean": env.obs_rms.mean, "norm/obs_var": env.obs_rms.var,
+                        "norm/obs_count": env.obs_rms.count, "norm/ret_mean": env.ret_rms.mean,
+                        "norm/ret_var": env.ret_rms.var, "norm/ret_count": env.ret_rms.count,
+                        "norm/returns": env.returns}
+                norm = {k: np.array(v, np.float64, copy=True) for k, v in norm.items()}
+            start_raw_obs = recorder.last_raw.copy()
+            recorder.recording, seen.rewards = True, []
         model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
         if update < warm:
             model.train()
+    stream = {k: np.stack([s[k] for s in recorder.steps]) for k in recorder.steps[0]}
+    buf = model.rollout_buffer
+    shaped = dict(buf_obs=buf.observations.copy(), buf_rewards=buf.rewards.copy(),
+                  buf_values=buf.values.copy(), buf_advantages=buf.advantages.copy(),
+                  buf_returns=buf.returns.copy(), seen_rewards=np.stack(seen.rewards),
+                  last_obs=np.array(model._last_obs, copy=True))
+    params = dict(model.policy.named_parameters())
+    adam = {}
+    for name in VALUE_NAMES:
+        state = model.policy.optimizer.state.get(params[name], {})
+        zeros = np.zeros(tuple(params[name].shape), np.float32)
+        adam["adam_m/" + name] = state["exp_avg"].numpy().copy() if state else zeros
+        adam["adam_v/" + name] = state["exp_avg_sq"].numpy().copy() if state else zeros
+        adam["adam_t/" + name] = np.float64(float(state["step"]) if state else 0.0)
+    replay = np.random.RandomState()
+    replay.set_state(np.random.get_state())
+    perms = np.stack([replay.permutation(batch) for _ in range(1 + model.n_critic_updates)])
     before = {n: p.detach().numpy().copy() for n, p in model.policy.named_parameters()}
     model.train()  # flattens the buffer in place: [n_envs · n_steps, ...] afterwards
     after = {n: p.detach().numpy().copy() for n, p in model.policy.named_parameters()}
-    buf = model.rollout_buffer
     np.savez(out, obs=buf.observations.reshape(batch, -1),
              actions=buf.actions.reshape(batch, -1),
              old_log_prob=buf.log_probs.reshape(batch), advantages=buf.advantages.reshape(batch),
+             returns=buf.returns.reshape(batch), critic_perms=perms[1:],
+             critic_batch=np.int64(model.batch_size), gamma=np.float64(model.gamma),
+             gae_lambda=np.float64(model.gae_lambda), start_raw_obs=start_raw_obs,
+             **stream, **shaped, **norm, **adam,
              **{"before/" + n: v for n, v in before.items()},
              **{"after/" + n: v for n, v in after.items()})
 
@@ -109,6 +201,114 @@ def our_step(data, env_id: str, max_kl: float | None, damping: float | None) -> 
                                                     - data["old_log_prob"])))}
     finally:
         trainer.close()
+
+
+def our_pipeline(data, env_id: str) -> dict:
+    """The rest of our update on sb3-contrib's stream: normaliser, values, GAE, critic.
+
+    Each stage gets sb3-contrib's inputs, so a difference shows where it arises:
+    our ``Normalizer`` from VecNormalize's statistics before the batch, fed the raw stream;
+    our ``ValueFunction`` with sb3's value weights; our ``gae_advantages`` (time-limit
+    truncations bootstrapped through next_values, where sb3 adds γ·V(s_final) to the
+    reward); the trainer's compiled ``fit_value`` from sb3's weights and Adam state, on
+    sb3's returns in sb3's minibatch order.
+    """
+    import tensorflow as tf
+
+    from trpo_viz.trpo.config import default_config
+    from trpo_viz.trpo.rollout import Normalizer, gae_advantages
+    from trpo_viz.trpo.trainer import TRPOTrainer
+
+    config = default_config(env_id)
+    raw_obs, raw_rewards, dones = data["raw_obs"], data["raw_rewards"], data["dones"]
+    truncated, raw_final = data["truncated"], data["raw_final"]
+    n_steps, n_envs = dones.shape
+    sb3_obs = data["buf_obs"]  # [n_steps, n_envs, obs_dim], normalised by VecNormalize
+    normalize = "norm/obs_mean" in data.files
+    out = {}
+
+    # 1. the normaliser: our Normalizer from VecNormalize's state, fed the raw stream
+    norm = Normalizer(sb3_obs.shape[2:], n_envs, float(data["gamma"]), normalize, normalize,
+                      config.clip_obs, config.clip_reward)
+    if normalize:
+        norm.obs_rms.load_state({"mean": data["norm/obs_mean"], "var": data["norm/obs_var"],
+                                 "count": data["norm/obs_count"]})
+        norm.return_rms.load_state({"mean": data["norm/ret_mean"], "var": data["norm/ret_var"],
+                                    "count": data["norm/ret_count"]})
+        norm.discounted_return = data["norm/returns"].copy()
+    rewards = np.zeros((n_steps, n_envs))
+    next_obs = np.zeros_like(sb3_obs)
+    for t in range(n_steps):
+        rewards[t] = norm.reward(raw_rewards[t], dones[t])
+        next_obs[t] = norm.observation(raw_obs[t], update=True)
+        for i in np.flatnonzero(dones[t]):
+            next_obs[t, i] = norm.observation(raw_final[t, i][None])[0]
+    continuing = ~dones[:-1]
+    out["obs_gap"] = float(np.max(np.abs(next_obs[:-1][continuing] - sb3_obs[1:][continuing])))
+    out["reward_gap"] = float(np.max(np.abs(rewards - data["seen_rewards"]))
+                              / np.max(np.abs(data["seen_rewards"])))
+    out["episode_ends"] = int(dones.sum())
+    out["truncations"] = int(truncated.sum())
+
+    trainer = TRPOTrainer(config)
+    try:
+        value_weights = [data["before/" + n].T if n.endswith("weight") else
+                         data["before/" + n].reshape(-1) for n in VALUE_NAMES]
+        for var, value in zip(trainer.value.params, value_weights, strict=True):
+            var.assign(value.astype(np.float32))
+
+        # 2. V(s) of the batch, and 3. GAE from our rewards and V(next state)
+        flat = lambda x: tf.constant(x.reshape(n_steps * n_envs, -1), tf.float32)  # noqa: E731
+        values = trainer.value(flat(sb3_obs)).numpy().reshape(n_steps, n_envs)
+        next_values = trainer.value(flat(next_obs)).numpy().reshape(n_steps, n_envs)
+        out["value_gap"] = float(np.max(np.abs(values - data["buf_values"]))
+                                 / np.max(np.abs(data["buf_values"])))
+        terminated = dones & ~truncated
+        advantages, returns = gae_advantages(rewards, values, next_values, terminated, truncated,
+                                             float(data["gamma"]), float(data["gae_lambda"]))
+        scale = np.std(data["buf_advantages"])
+        out["advantage_gap"] = float(np.max(np.abs(advantages - data["buf_advantages"])) / scale)
+        out["return_gap"] = float(np.max(np.abs(returns - data["buf_returns"]))
+                                  / np.std(data["buf_returns"]))
+
+        # 4. the critic: our compiled fit_value from sb3's weights and Adam state, on sb3's
+        #    returns in sb3's minibatch order
+        opt = trainer.value_optimizer
+        for m, v, name in zip(opt.m, opt.v, VALUE_NAMES, strict=True):
+            for var, key in ((m, "adam_m/"), (v, "adam_v/")):
+                value = data[key + name]
+                var.assign((value.T if name.endswith("weight") else value.reshape(-1))
+                           .astype(np.float32))
+        opt.t.assign(float(data["adam_t/" + VALUE_NAMES[0]]))
+        batch, mb = data["obs"].shape[0], int(data["critic_batch"])
+        minibatches = data["critic_perms"][:, : batch // mb * mb].reshape(-1, mb)
+        trainer._fit_value(tf.constant(data["obs"], tf.float32),
+                           tf.constant(data["returns"], tf.float32), tf.constant(minibatches))
+        mine = np.concatenate([(var.numpy() - w).ravel() for var, w in
+                               zip(trainer.value.params, value_weights, strict=True)])
+        theirs = np.concatenate([(data["after/" + n] - data["before/" + n]).T.ravel()
+                                 if n.endswith("weight") else
+                                 (data["after/" + n] - data["before/" + n]).ravel()
+                                 for n in VALUE_NAMES])
+        out["critic_ratio"] = float(np.linalg.norm(mine) / np.linalg.norm(theirs))
+        out["critic_cosine"] = float(mine @ theirs / (np.linalg.norm(mine)
+                                                      * np.linalg.norm(theirs)))
+        out["critic_epochs"] = minibatches.shape[0] * mb // batch
+    finally:
+        trainer.close()
+    return out
+
+
+def report_pipeline(p: dict) -> None:
+    print(f"  the rest of the update ({p['episode_ends']} episode ends in the batch, "
+          f"{p['truncations']} of them time limits):")
+    print(f"    normalised observations   max |ours − sb3|            {p['obs_gap']:.2e}")
+    print(f"    normalised rewards        max |ours − sb3| / max |r|  {p['reward_gap']:.2e}")
+    print(f"    V(s) of the batch         max |ours − sb3| / max |V|  {p['value_gap']:.2e}")
+    print(f"    GAE advantages            max |ours − sb3| / std A    {p['advantage_gap']:.2e}")
+    print(f"    value targets (returns)   max |ours − sb3| / std R    {p['return_gap']:.2e}")
+    print(f"    critic ({p['critic_epochs']} epochs of Adam): change in the value net, norm ratio "
+          f"ours/sb3 {p['critic_ratio']:.4f}, cosine {p['critic_cosine']:.6f}")
 
 
 def report(data, ours: dict) -> None:
@@ -165,6 +365,7 @@ def main() -> int:
                   "updates), on sb3-contrib's weights and batch:")
             for max_kl, damping in [(None, None), *args.also]:
                 report(data, our_step(data, args.env, max_kl, damping))
+            report_pipeline(our_pipeline(data, args.env))
     return 0
 
 
