@@ -16,6 +16,7 @@ from trpo_viz.trpo.config import (
     FVP_DTYPES,
     available_envs,
     default_config,
+    defaults_note,
     mujoco_unavailable_reason,
 )
 from trpo_viz.trpo.live import (
@@ -74,6 +75,8 @@ def settings_form(info) -> Settings:
         if missing_mujoco:
             st.caption(plain(f"MuJoCo tasks (Hopper-v5, …) are not listed: {missing_mujoco}."))
         defaults = default_config(env_id)
+        if (note := defaults_note(env_id)) is not None:
+            st.caption(plain(note))
         c1, c2, c3, c4 = st.columns(4)
         max_kl = c1.number_input(
             "δ (max KL)",

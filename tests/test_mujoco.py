@@ -12,7 +12,13 @@ import warnings
 import numpy as np
 import pytest
 
-from trpo_viz.trpo.config import ACTION_DIMS, MUJOCO_ENVS, available_envs, default_config
+from trpo_viz.trpo.config import (
+    ACTION_DIMS,
+    MUJOCO_ENVS,
+    available_envs,
+    default_config,
+    defaults_note,
+)
 from trpo_viz.trpo.mujoco_render import (
     RenderUnavailable,
     _child_failure,
@@ -83,6 +89,13 @@ def test_default_config_is_the_zoo_config(env_id):
     actual = {name: getattr(config, name) for name in ZOO[env_id]}
     assert actual == zoo
     assert ACTION_DIMS.get(env_id, 1) == d
+
+
+def test_the_translated_defaults_say_why():
+    note = defaults_note("Hopper-v5")
+    assert "δ = 0.03 and λ = 0.3" in note and "0.01 and 0.1 times the 3 action dimensions" in note
+    assert "0.04 and 0.1 times the 6" in defaults_note("HalfCheetah-v5")
+    assert defaults_note("InvertedPendulum-v5") is None and defaults_note("CartPole-v1") is None
 
 
 def test_translated_settings_give_sb3_contribs_step():

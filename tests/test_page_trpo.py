@@ -208,6 +208,16 @@ def test_a_bad_run_id_in_the_url_gets_a_message(run_id, message):
     assert len(at.error) == 1 and message in errors(at)[0]
 
 
+def test_a_mujoco_task_says_why_its_defaults_are_not_the_zoos_numbers():
+    at = new_page().run()
+    assert not any("action dimensions" in c for c in captions(at))  # CartPole: the zoo's own
+    at.selectbox(key="trpo_env").set_value("Hopper-v5").run()
+    assert not at.exception
+    assert any("δ = 0.03 and λ = 0.3" in c for c in captions(at))
+    assert at.number_input(key="trpo_max_kl_Hopper-v5").value == 0.03
+    assert at.number_input(key="trpo_damping_Hopper-v5").value == 0.3
+
+
 def test_bad_value_shows_an_error_by_the_controls():
     at = new_page().run()
     at.text_input(key="trpo_hidden").input("64, lots").run()

@@ -29,13 +29,16 @@ class TrainUsageError(ValueError):
 
 # (flag, config field, type, help); None defaults mean "the task's tuned value".
 _HYPERPARAMETERS = [
-    ("--max-kl", "max_kl", float, "trust-region radius δ on the mean KL"),
+    ("--max-kl", "max_kl", float, "trust-region radius δ on the mean KL (default: the task's; "
+     "on MuJoCo tasks the zoo's target_kl times the action dimension d, as sb3-contrib's "
+     "KL is a mean over dimensions)"),
     ("--n-envs", "n_envs", int, "parallel environments"),
     ("--n-steps", "n_steps", int, "steps per environment per update"),
     ("--gamma", "gamma", float, "discount γ"),
     ("--gae-lambda", "gae_lambda", float, "GAE λ"),
     ("--cg-max-steps", "cg_max_steps", int, "conjugate-gradient iterations"),
-    ("--cg-damping", "cg_damping", float, "damping λ added to the Fisher"),
+    ("--cg-damping", "cg_damping", float,
+     "damping λ added to the Fisher (MuJoCo: the zoo's times d, like --max-kl)"),
     ("--cg-rtol", "cg_rtol", float, "CG stops when its recursive ‖r‖ ≤ this·‖g‖"),
     ("--line-search-shrink", "line_search_shrink", float, "backtracking factor"),
     ("--max-backtracks", "max_backtracks", int, "line-search shrinks allowed"),

@@ -264,7 +264,7 @@ _ZOO_MUJOCO = dict(
 # 1.000000); with δ and λ untranslated ours moved log σ 0.55× as far (benchmarks/TRPO.md).
 # One-dimensional and discrete tasks are unaffected.
 ACTION_DIMS = {"Hopper-v5": 3, "Walker2d-v5": 6, "HalfCheetah-v5": 6, "Swimmer-v5": 2,
-               "Ant-v5": 8}  # tests/test_trpo_config.py checks them against gymnasium's
+               "Ant-v5": 8}  # tests/test_mujoco.py checks them against gymnasium's
 _ZOO_TARGET_KL = {"HalfCheetah-v5": 0.04}  # the zoo's target_kl where not sb3's 0.01
 for _env_id, _dims in ACTION_DIMS.items():
     _ZOO_TUNED[_env_id] = dict(_ZOO_MUJOCO)
@@ -328,3 +328,18 @@ def default_config(env_id: str, **overrides) -> TRPOConfig:
     values = dict(_ZOO_TUNED.get(env_id, {}))
     values.update(overrides)
     return TRPOConfig(env_id=env_id, **values)
+
+
+def defaults_note(env_id: str) -> str | None:
+    """Why ``env_id``'s default δ and λ are not the zoo's numbers; None where they are."""
+    d = ACTION_DIMS.get(env_id)
+    if d is None:
+        return None
+    zoo_kl, zoo_damping = _ZOO_TARGET_KL.get(env_id, 0.01), _ZOO_MUJOCO["cg_damping"]
+    defaults = default_config(env_id)
+    return (
+        f"Defaults: rl-baselines3-zoo's TRPO settings for {env_id}, except δ = {defaults.max_kl:g} "
+        f"and λ = {defaults.cg_damping:g}, the zoo's {zoo_kl:g} and {zoo_damping:g} times the "
+        f"{d} action dimensions. The zoo tuned them for sb3-contrib, whose KL is a mean over "
+        "action dimensions; here δ bounds the KL itself, so these give sb3-contrib's steps."
+    )
