@@ -138,7 +138,7 @@ def fisher_spectrum_figure(record, damping: float) -> go.Figure:
 
 
 def _copies_trace(x, values) -> go.Scatter:
-    """Ritz values that repeat a larger one: hollow, grey, named for what they are."""
+    """Ritz values that repeat a better-converged one (rounding): hollow, grey, named so."""
     return plain.scatter(
         x=x,
         y=plain.log_values(values),
