@@ -49,6 +49,19 @@ VALUE_NAMES = ["mlp_extractor.value_net.0.weight", "mlp_extractor.value_net.0.bi
                "value_net.weight", "value_net.bias"]
 
 
+def ours_layout(data, prefix: str, names) -> list[np.ndarray]:
+    """sb3's tensors ``prefix + name`` in our variables' layout: weights transposed, biases flat."""
+    return [data[prefix + n].T if n.endswith("weight") else data[prefix + n].reshape(-1)
+            for n in names]
+
+
+def sb3_change(data, names) -> np.ndarray:
+    """What sb3-contrib's ``train()`` did to ``names``, flat in our parameter order."""
+    return np.concatenate([(after - before).ravel() for after, before in
+                           zip(ours_layout(data, "after/", names),
+                               ours_layout(data, "before/", names), strict=True)])
+
+
 def sb3_side(env_id: str, seed: int, warm: int, out: Path) -> None:
     """In sb3-contrib's venv: the zoo's TRPO, ``warm`` updates, then one batch and train().
 
@@ -176,9 +189,8 @@ def our_step(data, env_id: str, max_kl: float | None, damping: float | None) -> 
                                  cg_damping=config.cg_damping if damping is None else damping)
     trainer = TRPOTrainer(config)
     try:
-        weights = [data["before/" + n].T if n.endswith("weight") else data["before/" + n]
-                   for n in SB3_NAMES]
-        for var, value in zip(trainer.policy.params, weights, strict=True):
+        for var, value in zip(trainer.policy.params, ours_layout(data, "before/", SB3_NAMES),
+                              strict=True):
             var.assign(value.astype(np.float32))
         obs = tf.constant(data["obs"], tf.float32)
         actions = tf.constant(data["actions"], tf.float32)
@@ -252,8 +264,7 @@ def our_pipeline(data, env_id: str) -> dict:
 
     trainer = TRPOTrainer(config)
     try:
-        value_weights = [data["before/" + n].T if n.endswith("weight") else
-                         data["before/" + n].reshape(-1) for n in VALUE_NAMES]
+        value_weights = ours_layout(data, "before/", VALUE_NAMES)
         for var, value in zip(trainer.value.params, value_weights, strict=True):
             var.assign(value.astype(np.float32))
 
@@ -274,11 +285,9 @@ def our_pipeline(data, env_id: str) -> dict:
         # 4. the critic: our compiled fit_value from sb3's weights and Adam state, on sb3's
         #    returns in sb3's minibatch order
         opt = trainer.value_optimizer
-        for m, v, name in zip(opt.m, opt.v, VALUE_NAMES, strict=True):
-            for var, key in ((m, "adam_m/"), (v, "adam_v/")):
-                value = data[key + name]
-                var.assign((value.T if name.endswith("weight") else value.reshape(-1))
-                           .astype(np.float32))
+        for variables, key in ((opt.m, "adam_m/"), (opt.v, "adam_v/")):
+            for var, value in zip(variables, ours_layout(data, key, VALUE_NAMES), strict=True):
+                var.assign(value.astype(np.float32))
         opt.t.assign(float(data["adam_t/" + VALUE_NAMES[0]]))
         batch, mb = data["obs"].shape[0], int(data["critic_batch"])
         minibatches = data["critic_perms"][:, : batch // mb * mb].reshape(-1, mb)
@@ -286,10 +295,7 @@ def our_pipeline(data, env_id: str) -> dict:
                            tf.constant(data["returns"], tf.float32), tf.constant(minibatches))
         mine = np.concatenate([(var.numpy() - w).ravel() for var, w in
                                zip(trainer.value.params, value_weights, strict=True)])
-        theirs = np.concatenate([(data["after/" + n] - data["before/" + n]).T.ravel()
-                                 if n.endswith("weight") else
-                                 (data["after/" + n] - data["before/" + n]).ravel()
-                                 for n in VALUE_NAMES])
+        theirs = sb3_change(data, VALUE_NAMES)
         out["critic_ratio"] = float(np.linalg.norm(mine) / np.linalg.norm(theirs))
         out["critic_cosine"] = float(mine @ theirs / (np.linalg.norm(mine)
                                                       * np.linalg.norm(theirs)))
@@ -313,10 +319,7 @@ def report_pipeline(p: dict) -> None:
 
 def report(data, ours: dict) -> None:
     sizes = [data["before/" + n].size for n in SB3_NAMES]
-    theirs = np.concatenate([(data["after/" + n] - data["before/" + n]).T.ravel()
-                             if n.endswith("weight") else
-                             (data["after/" + n] - data["before/" + n]).ravel()
-                             for n in SB3_NAMES])
+    theirs = sb3_change(data, SB3_NAMES)
     mine = ours["step"]
 
     def cosine(a, b):

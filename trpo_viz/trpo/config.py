@@ -265,10 +265,13 @@ _ZOO_MUJOCO = dict(
 # One-dimensional and discrete tasks are unaffected.
 ACTION_DIMS = {"Hopper-v5": 3, "Walker2d-v5": 6, "HalfCheetah-v5": 6, "Swimmer-v5": 2,
                "Ant-v5": 8}  # tests/test_mujoco.py checks them against gymnasium's
-_ZOO_TARGET_KL = {"HalfCheetah-v5": 0.04}  # the zoo's target_kl where not sb3's 0.01
+_SB3_TARGET_KL = 0.01  # sb3-contrib's default target_kl
+_ZOO_TARGET_KL = {"HalfCheetah-v5": 0.04}  # the zoo's target_kl where not sb3's
 for _env_id, _dims in ACTION_DIMS.items():
     _ZOO_TUNED[_env_id] = dict(_ZOO_MUJOCO)
-    _ZOO_TUNED[_env_id]["max_kl"] = round(_dims * _ZOO_TARGET_KL.get(_env_id, 0.01), 12)
+    _ZOO_TUNED[_env_id]["max_kl"] = round(
+        _dims * _ZOO_TARGET_KL.get(_env_id, _SB3_TARGET_KL), 12
+    )
     _ZOO_TUNED[_env_id]["cg_damping"] = round(_dims * _ZOO_MUJOCO["cg_damping"], 12)
 _ZOO_TUNED["Swimmer-v5"]["gamma"] = 0.9999
 # InvertedPendulum has no entry in the zoo's trpo.yml: the zoo runs it with its ``default``
@@ -335,11 +338,11 @@ def defaults_note(env_id: str) -> str | None:
     d = ACTION_DIMS.get(env_id)
     if d is None:
         return None
-    zoo_kl, zoo_damping = _ZOO_TARGET_KL.get(env_id, 0.01), _ZOO_MUJOCO["cg_damping"]
-    defaults = default_config(env_id)
+    zoo_kl, zoo_damping = _ZOO_TARGET_KL.get(env_id, _SB3_TARGET_KL), _ZOO_MUJOCO["cg_damping"]
+    ours = _ZOO_TUNED[env_id]
     return (
-        f"Defaults: rl-baselines3-zoo's TRPO settings for {env_id}, except δ = {defaults.max_kl:g} "
-        f"and λ = {defaults.cg_damping:g}, the zoo's {zoo_kl:g} and {zoo_damping:g} times the "
+        f"Defaults: rl-baselines3-zoo's TRPO settings for {env_id}, except δ = {ours['max_kl']:g} "
+        f"and λ = {ours['cg_damping']:g}, the zoo's {zoo_kl:g} and {zoo_damping:g} times the "
         f"{d} action dimensions. The zoo tuned them for sb3-contrib, whose KL is a mean over "
         "action dimensions; here δ bounds the KL itself, so these give sb3-contrib's steps."
     )
