@@ -475,7 +475,8 @@ if result.eigenvalues is not None:
 
 st.header("Krylov view: why CG works")
 view = krylov_view(cg, hessian=result.hessian if result.reference is not None else None,
-                   reference=result.reference, damping=result.settings.damping)
+                   reference=result.reference, damping=result.settings.damping,
+                   eps=float(np.finfo(result.dtype).eps))
 if view.iterations == 0:
     st.info("CG took no step, so there are no Ritz values to show.", icon=":material/info:")
 else:

@@ -10,6 +10,7 @@ import pytest
 
 from trpo_viz.explorer import DEFAULT_TOL, CGSettings, CompiledProblem
 from trpo_viz.inputs import InputError
+from trpo_viz.krylov import final_ritz_copies
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -106,7 +107,29 @@ def test_float32_below_its_reach_says_the_curve_is_rounding():
     assert result.true_residual_norm == pytest.approx(true, rel=0.5)  # CG's own float32 check
     assert result.rounding_from is not None
     assert np.all(result.cg.residual_norms[result.rounding_from:] < true)
-    (note,) = result.notes
+    (note,) = [n for n in result.notes if "Ritz values" not in n]  # (its T_K has copies too)
     assert "'Converged' here only says" in note and "rounding, not convergence" in note
     assert f"{result.true_residuals[-1]:.2e}" in note  # the float64 one, from H
     assert result.to_dict()["rounding_from"] == result.rounding_from
+
+
+def test_rounding_copies_of_ritz_values_are_named_in_the_notes():
+    """f = ½ Σ λ_i x_i² with 37 eigenvalues in [0.01, 1] and 30, 60, 100: after 40 float32
+    CG steps T_40 holds several Ritz values at each of the three (simple) outliers."""
+    lams = np.concatenate([np.geomspace(1e-2, 1.0, 37), [30.0, 60.0, 100.0]])
+    text = " + ".join(f"{lam / 2:.6g}*x{i + 1}**2" for i, lam in enumerate(lams))
+    g = np.round(np.random.default_rng(0).normal(size=40), 3)
+    result = CompiledProblem(text, dtype="float32").solve(np.zeros(40), g,
+                                                          CGSettings(max_iter=40, tol=0.0))
+    (note,) = [n for n in result.notes if "Ritz values of T_40" in n]
+    values, copies = final_ritz_copies(result.cg.alphas, result.cg.betas,
+                                       float(np.finfo(np.float32).eps))
+    assert note.startswith(f"{copies.sum()} of the 40 Ritz values of T_40 repeat")
+    assert "not further eigenvalues of H + λI" in note
+    assert copies.sum() >= 4
+    exact = np.sort(np.linalg.eigvalsh(result.hessian))
+    np.testing.assert_allclose(exact[-3:], [30.0, 60.0, 100.0], rtol=1e-6)
+    assert np.all(np.min(np.abs(values[copies][:, None] - exact[-3:]), axis=1) <= 1e-4 * 100)
+    # the seed's example: three steps on a 3 × 3 Hessian leave nothing to copy
+    source = CompiledProblem(SOURCE).solve([3.0, 1.0, 5.0], [3.0, 12.0, 6.0])
+    assert not any("Ritz values" in n for n in source.notes)

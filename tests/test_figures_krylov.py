@@ -220,3 +220,28 @@ def test_cost_figure_marks_the_crossover_where_the_fits_meet():
     assert line.x0 == line.x1 == pytest.approx(fits.crossover_n)
     label = next(a for a in fig.layout.annotations if "crossover" in a.text)
     assert label.x == pytest.approx(np.log10(fits.crossover_n))
+
+
+def test_rounding_copies_are_drawn_hollow_and_named(spd_view):
+    """The markers of the Ritz trace follow the view's copy masks, row after row."""
+    rng = np.random.default_rng(0)
+    eigenvalues = np.concatenate([np.geomspace(1e-2, 1.0, 37), [30.0, 60.0, 100.0]])
+    q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    a = (q * eigenvalues) @ q.T
+    cg = numpy_cg(a, rng.normal(size=40), 40)
+    view = krylov_view(cg, hessian=a, eps=float(np.finfo(np.float64).eps))
+    copies = np.concatenate(view.ritz_copies)
+    assert copies.sum() >= 4  # float64 CG past its loss of orthogonality finds 30, 60, 100 twice
+    fig = figures.ritz_figure(view)
+    ritz = next(t for t in fig.data if t.name == "Ritz values of T_k")
+    symbols = np.array(ritz.marker.symbol)
+    np.testing.assert_array_equal(symbols == "diamond-open", copies)
+    # every copy sits on one of the outliers, which are simple eigenvalues
+    assert np.all(np.min(np.abs(np.array(ritz.x)[copies][:, None] - [30.0, 60.0, 100.0]),
+                         axis=1) <= 1e-6 * 100)
+    assert any(t.name.startswith("copies of a converged Ritz value") for t in fig.data)
+    view, *_ = spd_view  # six steps on six eigenvalues: no copies, no legend entry
+    fig = figures.ritz_figure(view)
+    assert not any((t.name or "").startswith("copies") for t in fig.data)
+    ritz = next(t for t in fig.data if t.name == "Ritz values of T_k")
+    assert set(ritz.marker.symbol) == {"circle"}

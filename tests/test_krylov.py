@@ -1,6 +1,7 @@
 """The Krylov view of CG against an independent Lanczos, eigendecompositions and theory."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from trpo_viz.cg import ConjugateGradient
 from trpo_viz.hvp import HessianVectorProduct
 from trpo_viz.krylov import (
     eigencomponent_errors,
+    final_ritz_copies,
     krylov_view,
     lanczos_tridiagonal,
     polynomial_from_ritz,
@@ -258,3 +260,26 @@ def test_no_copies_without_rounding_or_when_nothing_has_converged_twice():
                                   [True, False, False])
     assert not ritz_copies([5.0, 5.1], [0.1, 0.1], eps).any()  # b/θ = 2 %: not converged
     assert not ritz_copies([1.0], [0.0], eps).any() and len(ritz_copies([], [], eps)) == 0
+
+
+def test_the_copies_of_the_last_ritz_row_and_of_every_row_of_the_view():
+    a, eigenvalues, b = _three_outliers()
+    alphas, betas = _textbook_cg(a, b, 40, np.float32)
+    eps = float(np.finfo(np.float32).eps)
+    values, copies = final_ritz_copies(alphas, betas, eps)
+    np.testing.assert_allclose(values, ritz_values(alphas, betas)[-1])
+    bounds = ritz_residual_bounds(alphas, betas, [40])[-1]
+    np.testing.assert_array_equal(copies, ritz_copies(values, bounds, eps))
+    assert copies.sum() >= 6  # each outlier found three times or more, kept once
+    view = krylov_view(SimpleNamespace(alphas=alphas, betas=betas, stop_reason="max_iter",
+                                       iterates=None), eps=eps)
+    assert [len(m) for m in view.ritz_copies] == [len(r) for r in view.ritz_values]
+    np.testing.assert_array_equal(view.ritz_copies[-1], copies)
+    assert not any(m.any() for m in view.ritz_copies[:3])  # nothing has converged twice yet
+    assert json.loads(json.dumps(view.to_dict()))["ritz_copies"][-1] == copies.tolist()
+    # Without rounding to speak of (float64, 8 steps) there are none; nor without a T_K.
+    alphas, betas = _textbook_cg(a, b, 8, np.float64)
+    assert not final_ritz_copies(alphas, betas, float(np.finfo(np.float64).eps))[1].any()
+    for bad in ([], [np.nan, 1.0], [1.0, -2.0]):
+        values, copies = final_ritz_copies(bad, [0.5] * len(bad), eps)
+        assert len(values) == len(copies) == 0

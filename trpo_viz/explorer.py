@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from trpo_viz import analysis
+from trpo_viz import analysis, krylov
 from trpo_viz.cg import CGResult, ConjugateGradient
 from trpo_viz.hvp import HVP_MODES, HessianVectorProduct, explicit_hessian
 from trpo_viz.inputs import InputError, check_range
@@ -242,6 +242,7 @@ class CompiledProblem:
             if hessian is not None:
                 _add_references(out, hessian)
             _add_rounding_notes(out)
+            _add_ritz_copies_note(out)
         return out
 
 
@@ -340,6 +341,21 @@ def _problems(out: ExplorerResult, used_x0: bool) -> list[str]:
 def _names(indices: np.ndarray, shown: int = 5) -> str:
     names = ", ".join(f"x{i + 1}" for i in indices[:shown])
     return names + (", …" if len(indices) > shown else "")
+
+
+def _add_ritz_copies_note(out: ExplorerResult) -> None:
+    """Say when T_K's Ritz values include copies that rounding made (ghost eigenvalues)."""
+    eps = float(np.finfo(DTYPES[out.dtype].as_numpy_dtype).eps)
+    values, copies = krylov.final_ritz_copies(out.cg.alphas, out.cg.betas, eps)
+    if not copies.any():
+        return
+    k = len(values)
+    out.notes.append(
+        f"{int(copies.sum())} of the {k} Ritz values of T_{k} repeat another converged one "
+        "within their residual bounds: copies that rounding adds once CG's residuals have "
+        "lost orthogonality, not further eigenvalues of H + λI (drawn as hollow diamonds in "
+        "the Krylov view). In exact arithmetic two Ritz values never converge to one "
+        "eigenvalue.")
 
 
 def _add_rounding_notes(out: ExplorerResult) -> None:

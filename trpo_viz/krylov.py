@@ -43,7 +43,7 @@ the Lanczos matrix CG actually computed. :func:`ritz_copies` marks those copies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.linalg import eigh_tridiagonal
@@ -120,6 +120,27 @@ def ritz_residual_bounds(
         next_off = np.sqrt(betas[j - 1]) / alphas[j - 1]
         bounds.append(np.abs(next_off * vectors[-1, :]))
     return bounds
+
+
+def final_ritz_copies(alphas, betas, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """T_K's Ritz values (ascending) and the mask of rounding's copies among them.
+
+    K = len(alphas); :func:`ritz_copies` with T_K's residual bounds. Empty arrays when CG
+    took no step or its α, β are not finite and positive (no T_K to speak of).
+    """
+    alphas = np.asarray(alphas, np.float64)
+    betas = np.asarray(betas, np.float64)
+    k = len(alphas)
+    if (k == 0 or len(betas) < k - 1 or not np.all(np.isfinite(alphas))
+            or not np.all(alphas > 0) or not np.all(np.isfinite(betas[:k]))
+            or not np.all(betas[:k] >= 0)):
+        return np.zeros(0), np.zeros(0, bool)
+    diagonal, off_diagonal = lanczos_tridiagonal(alphas, betas)
+    values = np.sort(_eigh_tridiagonal(diagonal, off_diagonal, vectors=False))
+    # t_{K+1,K} needs β_{K−1}; without it (CG stopped before computing it) the bounds are
+    # unknown and only values equal to rounding count as copies
+    bounds = ritz_residual_bounds(alphas, betas, {k})[-1] if len(betas) >= k else np.zeros(k)
+    return values, ritz_copies(values, bounds, eps)
 
 
 def ritz_copies(values, bounds, eps: float) -> np.ndarray:
@@ -257,6 +278,9 @@ class KrylovView:
     polynomial_at_eigenvalues : [K+1, n], p_k(λ_i), when the spectrum is known.
     eigencomponent_errors : [K+1, n], |v_iᵀ(x_k − x*)| with v_i ordered as
         ``eigenvalues``, when H was formed, x* exists and n ≤ MAX_HEATMAP_N; else None.
+    ritz_copies : per iteration, a mask over ``ritz_values`` of the converged Ritz values
+        that repeat a better-converged one (:func:`ritz_copies`: rounding, not further
+        eigenvalues); all False where the bounds were not computed.
     """
 
     ritz_values: list[np.ndarray]
@@ -267,6 +291,7 @@ class KrylovView:
     eigenvalues: np.ndarray | None = None
     polynomial_at_eigenvalues: np.ndarray | None = None
     eigencomponent_errors: np.ndarray | None = None
+    ritz_copies: list[np.ndarray] = field(default_factory=list)
 
     @property
     def iterations(self) -> int:
@@ -284,6 +309,7 @@ class KrylovView:
                 "eigenvalues": self.eigenvalues,
                 "polynomial_at_eigenvalues": self.polynomial_at_eigenvalues,
                 "eigencomponent_errors": self.eigencomponent_errors,
+                "ritz_copies": self.ritz_copies,
             }
         )
 
@@ -296,6 +322,7 @@ def krylov_view(
     grid_points: int = GRID_POINTS,
     max_heatmap_n: int = MAX_HEATMAP_N,
     max_bounds_iterations: int = MAX_BOUNDS_ITERATIONS,
+    eps: float = float(np.finfo(np.float64).eps),
 ) -> KrylovView:
     """The Krylov view of a CG solve, with no further products.
 
@@ -313,6 +340,8 @@ def krylov_view(
     max_heatmap_n : largest n for the eigencomponent heatmap.
     max_bounds_iterations : Ritz residual bounds for every T_k up to this many
         iterations; beyond it, for the final T_K only (the others None).
+    eps : the unit roundoff of the dtype CG ran in, for telling rounding's copies of
+        converged Ritz values (``ritz_copies``) from distinct ones.
 
     Returns
     -------
@@ -346,6 +375,8 @@ def krylov_view(
         rejected_ritz_values=rejected,
         grid=grid,
         residual_polynomials=residual_polynomials(alphas, betas, grid),
+        ritz_copies=[np.zeros(len(r), bool) if b is None else ritz_copies(r, b, eps)
+                     for r, b in zip(ritz, bounds, strict=True)],
     )
     if eigenvalues is not None:
         view.eigenvalues = eigenvalues

@@ -258,7 +258,8 @@ def explorer_html(result) -> str:
         exact = result.reference is not None
         figures["ritz"] = ritz_figure(krylov_view(
             cg, hessian=result.hessian if exact else None,
-            reference=result.reference, damping=settings.damping))
+            reference=result.reference, damping=settings.damping,
+            eps=float(np.finfo(result.dtype).eps)))
     inputs = [
         ("f(x)", result.text),
         ("n", str(result.n)),

@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 EIGEN_COLOR = "#2ca02c"
 RITZ_COLOR = "#d62728"
+COPY_COLOR = "#9e9e9e"  # Ritz values that rounding copied (as in the Fisher's spectrum)
 POLY_COLOR = "#1f77b4"
 METHOD_COLORS = {"cg": "#d62728", "pcg": "#9467bd", "minres": "#1f77b4", "sd": "#7f7f7f",
                  "exact": "#2ca02c"}
@@ -64,9 +65,16 @@ def ritz_figure(view) -> go.Figure:
                           marker={"color": RITZ_COLOR, "size": 13, "symbol": "circle-open",
                                   "line": {"width": 2}}, hoverinfo="skip")
 
+    # Copies rounding made of converged Ritz values: hollow grey diamonds, in the same trace
+    # (per-point marker arrays stay aligned with the frames' prefixes, like customdata).
+    copies = np.concatenate(view.ritz_copies) if rows and view.ritz_copies \
+        else np.zeros(len(values), bool)
     fig.add_trace(go.Scatter(
         x=values, y=ks, mode="markers", name="Ritz values of T_k",
-        marker={"color": RITZ_COLOR, "size": 7}, customdata=bounds,
+        marker={"color": np.where(copies, COPY_COLOR, RITZ_COLOR).tolist(),
+                "size": np.where(copies, 12, 7).tolist(),  # a copy rings the value it repeats
+                "symbol": np.where(copies, "diamond-open", "circle").tolist()},
+        customdata=bounds,
         hovertemplate="k = %{y}<br>θ = %{x:.6g}<br>residual bound %{customdata:.2e}"
                       "<extra></extra>"))
     fig.add_trace(current_row(view.iterations))
@@ -77,6 +85,11 @@ def ritz_figure(view) -> go.Figure:
             y=[k] * len(view.rejected_ritz_values), mode="markers",
             name="T_{k+1} with the rejected step",
             marker={"color": RITZ_COLOR, "size": 9, "symbol": "x-open"}))
+    if copies.any():  # a legend entry for the hollow markers (no points of its own)
+        fig.add_trace(go.Scatter(
+            x=[None], y=[None], mode="markers", hoverinfo="skip",
+            name="copies of a converged Ritz value (rounding, not eigenvalues)",
+            marker={"color": COPY_COLOR, "size": 12, "symbol": "diamond-open"}))
     layout = {}
     if view.iterations >= 1:
         fig.frames = [
