@@ -44,6 +44,7 @@ from compare_sb3_step import (  # noqa: E402 - the script's own folder, as a sib
     SB3_NAMES,
     VALUE_NAMES,
     ours_layout,
+    prepare_ours,
 )
 
 REPORT_AT = (1, 2, 5, 10, 25, 50, 100, 200, 500)  # updates shown in the table (and the last)
@@ -275,12 +276,7 @@ def main() -> int:
     if args.side == "sb3":
         sb3_side(args.env, args.seed, args.updates, Path(args.out))
         return 0
-    if not Path(args.sb3_python).exists():
-        parser.error(f"--sb3-python {args.sb3_python} does not exist (see benchmarks/TRPO.md)")
-    sys.path.insert(0, str(ROOT))
-    from trpo_viz.quiet import import_tensorflow
-
-    import_tensorflow()
+    prepare_ours(parser, args.sb3_python)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.sb3_recording or Path(tmp) / "sb3.npz")
         if not out.exists():

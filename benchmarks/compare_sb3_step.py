@@ -336,6 +336,16 @@ def report(data, ours: dict) -> None:
               f"cosine {cosine(a, b):.6f}")
 
 
+def prepare_ours(parser: argparse.ArgumentParser, sb3_python: str) -> None:
+    """Before our side runs: sb3-contrib's interpreter exists, the project and TF import."""
+    if not Path(sb3_python).exists():
+        parser.error(f"--sb3-python {sb3_python} does not exist (see benchmarks/TRPO.md)")
+    sys.path.insert(0, str(ROOT))
+    from trpo_viz.quiet import import_tensorflow
+
+    import_tensorflow()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="Hopper-v5")
@@ -351,12 +361,7 @@ def main() -> int:
     if args.side == "sb3":
         sb3_side(args.env, args.seed, args.warm[0], Path(args.out))
         return 0
-    if not Path(args.sb3_python).exists():
-        parser.error(f"--sb3-python {args.sb3_python} does not exist (see benchmarks/TRPO.md)")
-    sys.path.insert(0, str(ROOT))
-    from trpo_viz.quiet import import_tensorflow
-
-    import_tensorflow()
+    prepare_ours(parser, args.sb3_python)
     with tempfile.TemporaryDirectory() as tmp:
         for warm in args.warm:
             out = Path(tmp) / f"sb3_{warm}.npz"
