@@ -2,7 +2,8 @@
 
 The page is thin: widgets, session state and layout. The maths lives in
 ``trpo_viz.explorer`` (one cached ``CompiledProblem`` per expression, dtype and HVP
-mode), the figures in ``trpo_viz.figures``, the teaching notes in ``trpo_viz.explain``.
+mode), the figures in ``trpo_viz.figures``, the teaching notes in ``trpo_viz.explain``;
+the caches in ``app_parts.cg_cache``, the URL-bound inputs in ``app_parts.cg_inputs``.
 Every input is bound to a URL query parameter of the same name (``expr``, ``theta``,
 ``g``, ``x0``, ``damping``, ``iters``, ``tol``, ``dtype``, ``hvp``), so a link reproduces
 the view.
@@ -11,228 +12,52 @@ the view.
 from __future__ import annotations
 
 import functools
-import gc
-import math
-import re
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+from app_parts import plain
+from app_parts.cg_cache import (
+    as_key,
+    compiled_problem,
+    freeze_traced_graphs,
+    lanczos_spectrum,
+    solver_lineup,
+)
+from app_parts.cg_inputs import (
+    BIND,
+    CHOICES,
+    fmt,
+    forget_replaced_preset,
+    parsed,
+    preset_in_use,
+    sci,
+    set_damping,
+    url_problems,
+    url_values,
+    use_kappa,
+    use_preset,
+)
 from trpo_viz import explain, presets
 from trpo_viz.curvature import negative_curvature_advice
-from trpo_viz.explorer import DEFAULT_TOL, MAX_EXPLICIT_N, MAX_ITER, CGSettings, CompiledProblem
+from trpo_viz.explorer import DEFAULT_TOL, MAX_EXPLICIT_N, MAX_ITER, CGSettings
 from trpo_viz.expr import ExpressionError
 from trpo_viz.expr.grammar import MAX_DIMENSION
 from trpo_viz.figures import cg as figures
 from trpo_viz.figures import krylov as krylov_figures
 from trpo_viz.figures.html import explorer_html
-from trpo_viz.hessian_operator import ObjectiveHessian
-from trpo_viz.inputs import InputError, parse_vector
+from trpo_viz.inputs import InputError
 from trpo_viz.krylov import MAX_HEATMAP_N, krylov_view
 from trpo_viz.lineup import MAX_BUDGET
-from trpo_viz.problem_cache import ProblemCache
-from trpo_viz.slq import DEFAULT_STARTS, slq_density
-from trpo_viz.spectrum import DEFAULT_STEPS, EXACT_COMPARE_N, MAX_STEPS, estimate_spectrum
+from trpo_viz.spectrum import DEFAULT_STEPS, MAX_STEPS
 
 if "entered_through_app" not in st.session_state:  # run by Streamlit's legacy pages/ mode
     PagesManager.uses_pages_directory = False  # leave it (see app.py) and go through app.py
     st.rerun()
 
-DIGITS = 10  # significant digits of the solution vectors
 TABLE_N = 20  # up to this n the solution is an HTML table (readable as text), then a grid
-BIND = "query-params"
-CHOICES = {"dtype": ["float64", "float32"], "hvp": ["reverse", "forward"]}
-NUMBERS = {"damping": (0.0, 1e6), "tol": (0.0, 1.0), "iters": (0, MAX_ITER),
-           "n": (1, MAX_DIMENSION)}
-WHOLE = ("iters", "n")  # inputs that take whole numbers only
-
-
-@st.cache_resource(show_spinner=False)
-def problem_cache() -> ProblemCache:
-    """Compiled problems shared by all sessions, bounded in number and in estimated memory.
-
-    An evicted problem's traced graphs are collected and their memory handed back to the
-    OS at once (see ``trpo_viz.problem_cache``), frozen or not: ``release_memory``
-    unfreezes, collects and refreezes. The same cache (and budget) holds the line-up's
-    Hessian operators.
-    """
-    return ProblemCache()
-
-
-@st.cache_resource(max_entries=32, show_spinner=False)
-def freeze_traced_graphs(key: tuple) -> bool:
-    """Once per problem, after its first solve: move its traced graphs out of the GC's way.
-
-    Streamlit collects garbage after every script run (``runner.postScriptGC``): with 16
-    problems cached and not frozen that costs about 85 ms per run, frozen 0 ms. Frozen
-    garbage is collected when the cache evicts (``trpo_viz.heap.release_memory``).
-    """
-    gc.collect()
-    gc.freeze()
-    return True
-
-
-def compiled_problem(text: str, dtype: str, hvp: str, n: int | None = None) -> CompiledProblem:
-    """f, its HVP and the CG solver, traced once per (text, n, dtype, HVP mode) for all
-    sessions (n None: from f)."""
-    return problem_cache().get(
-        (text, n, dtype, hvp), lambda: CompiledProblem(text, n=n, dtype=dtype, hvp_mode=hvp)
-    )
-
-
-def objective_hessian(text: str, n: int, dtype: str, hvp: str) -> ObjectiveHessian:
-    """H(θ) as an operator with its compiled line-up solvers and Lanczos, once per problem
-    (in the problem cache: a count bound alone does not bound compiled graphs' memory)."""
-    return problem_cache().get(
-        ("operator", text, n, dtype, hvp),
-        lambda: ObjectiveHessian(text, n=n, dtype=dtype, hvp_mode=hvp),
-    )
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def solver_lineup(text: str, n: int, dtype: str, hvp: str, theta: tuple, g: tuple, x0: tuple | None,
-                  damping: float, rtol: float, budget: int):
-    """CG, Jacobi-PCG, MINRES and steepest descent on (H+λI)x = g, with the exact references
-    where H can be formed; cached per inputs (the solves cost up to 4 × budget HVPs)."""
-    op = objective_hessian(text, n, dtype, hvp)
-    with op.at(theta):
-        hessian = op.explicit() if op.n <= MAX_EXPLICIT_N else None
-        return op.suite.lineup(np.array(g), budget, damping=damping, rtol=rtol,
-                               x0=None if x0 is None else np.array(x0), hessian=hessian)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def lanczos_spectrum(text: str, n: int, dtype: str, hvp: str, theta: tuple, k: int):
-    """k Lanczos steps on H(θ) (extremes, κ estimate) and an SLQ density, compared with the
-    exact spectrum where n ≤ EXACT_COMPARE_N; cached per inputs."""
-    op = objective_hessian(text, n, dtype, hvp)
-    with op.at(theta):
-        hessian = op.explicit() if op.n <= EXACT_COMPARE_N else None
-        estimate = estimate_spectrum(op.lanczos, op.n, k, dtype=op.dtype, hessian=hessian)
-        eigenvalues = None if hessian is None else np.linalg.eigvalsh(hessian)
-        density = slq_density(op.lanczos, op.n, min(k, op.n), starts=DEFAULT_STARTS,
-                              dtype=op.dtype, eigenvalues=eigenvalues)
-    return estimate, density, eigenvalues
-
-
-def set_damping(value: float) -> None:
-    """Callback of the "use this λ" button."""
-    st.session_state.damping = float(value)
-
-
-def as_key(vector) -> tuple | None:
-    """A vector as a hashable cache key (None stays None)."""
-    return None if vector is None else tuple(float(v) for v in vector)
-
-
-def use_preset() -> None:
-    """Callback of the preset picker: fill every input from the chosen preset."""
-    key = st.session_state.preset
-    if key is not None:
-        for name, value in presets.preset_inputs(key, st.session_state.kappa).items():
-            st.session_state[name] = value
-        st.session_state.n = None  # the preset's f decides
-
-
-def use_kappa() -> None:
-    """Callback of the κ slider: rewrite the 2-D quadratic for the new condition number."""
-    st.session_state.expr = presets.rotated_quadratic(st.session_state.kappa)
-
-
-def preset_in_use() -> str | None:
-    """The chosen preset while f is still its function (its lesson is about that f)."""
-    key = st.session_state.preset
-    if key is None or st.session_state.expr != presets.preset_expression(
-            key, st.session_state.kappa):
-        return None
-    return key
-
-
-def forget_replaced_preset() -> None:
-    """Callback of the expression input: a new f is no longer the preset's."""
-    if preset_in_use() is None:
-        st.session_state.preset = None
-
-
-URL_LABELS = {"n": "n", "damping": "damping λ", "iters": "max iterations", "tol": "tolerance",
-              "dtype": "dtype", "hvp": "HVP mode"}
-
-
-def url_values() -> dict[str, str]:
-    """The raw query-string values of the bound settings, read before their widgets run."""
-    return {name: st.query_params[name] for name in URL_LABELS
-            if st.query_params.get(name) not in (None, "")}
-
-
-def url_problems(raw: dict[str, str]) -> dict[str, tuple[str, object]]:
-    """Messages for URL values that the widgets did not take as given, saying what is used.
-
-    Streamlit drops a value it cannot use (the default applies) and truncates a
-    fractional ``iters``; each message names the value actually in use, kept with it
-    (the message goes once the user changes that input).
-    """
-    problems = {}
-    for name, text in raw.items():
-        used = st.session_state[name]
-        if name in CHOICES:
-            if text == used:
-                continue
-            expected = "one of " + ", ".join(CHOICES[name])
-        else:
-            low, high = NUMBERS[name]
-            try:
-                value = float(text)
-            except ValueError:
-                value = math.nan
-            whole = name not in WHOLE or (math.isfinite(value) and value == int(value))
-            if math.isfinite(value) and low <= value <= high and whole and value == used:
-                continue
-            kind = "a whole number" if name in WHOLE else "a number"
-            expected = f"{kind} from {low:g} to {high:g}"
-        problems[name] = (f"URL parameter {name}={text[:30]!r} is not {expected}; "
-                          f"{URL_LABELS[name]} = {shown(name, used)} is used instead.", used)
-    return problems
-
-
-def shown(name: str, value) -> str:
-    """How the page names an input's value (None: its default)."""
-    if value is None:
-        if name == "n":
-            return "the highest variable index in f"
-        return ("n (the default)" if name == "iters" else
-                "the dtype's default (" + ", ".join(f"{tol:g} in {dtype}" for dtype, tol in
-                                                   DEFAULT_TOL.items()) + ")")
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def plain(text) -> str:
-    """``text`` for Streamlit's Markdown, shown literally (``__import__``, not **import**).
-
-    CommonMark lets a backslash escape any ASCII punctuation; every one is escaped.
-    """
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", str(text))
-
-
-def fmt(value, digits: int = DIGITS, spec: str = "g") -> str:
-    """A number for display: "—" when it is undefined (None, NaN, ±∞)."""
-    if value is None or not np.isfinite(value):
-        return "—"
-    return f"{value:.{digits}{spec}}"
-
-
-def sci(value, digits: int = 3) -> str:
-    return fmt(value, digits, "e")
-
-
-def parsed(text: str, name: str, n: int, slot) -> np.ndarray | None:
-    """Parse a vector input; show a problem in ``slot`` (next to the input) and return None."""
-    try:
-        return parse_vector(text, name, n)
-    except InputError as error:
-        slot.error(plain(error), icon=":material/error:")
-        return None
 
 
 # ----------------------------------------------------------------------------- state
