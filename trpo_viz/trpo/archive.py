@@ -45,9 +45,12 @@ class ArchiveError(ValueError):
     """A saved run (zip, directory or one of its files) that this version cannot trust."""
 
 
+WHOLE_FILE = "the file"  # ``where`` for the archive itself: "the file is not a zip archive"
+
+
 def refuse(where: str, problem: str) -> NoReturn:
     """Raise the one-sentence :class:`ArchiveError` for ``where`` (a file, an update)."""
-    raise ArchiveError(f"{PREFIX}{where}: {problem}")
+    raise ArchiveError(f"{PREFIX}{where}{' ' if where == WHOLE_FILE else ': '}{problem}")
 
 
 def show(value) -> str:
@@ -99,15 +102,15 @@ _ZIP_ERRORS = (
 
 def read_zip(data: bytes, required=RUN_FILES, optional=("slices.npz",)) -> dict[str, bytes]:
     """The named members of a zip archive, each within its size limit."""
-    _check_zip_directory(data, "the file", max_entries=64)
+    _check_zip_directory(data, WHOLE_FILE, max_entries=64)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = {info.filename: info for info in archive.infolist()}
             missing = [name for name in required if name not in infos]
             if missing:
-                refuse("the file", f"{' and '.join(missing)} missing (is it a saved run?)")
+                refuse(WHOLE_FILE, f"has no {' and no '.join(missing)} (is it a saved run?)")
             if sum(info.file_size for info in infos.values()) > MAX_UNPACKED_BYTES:
-                refuse("the file", f"unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB")
+                refuse(WHOLE_FILE, f"unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB")
             files = {}
             for name in (*required, *optional):
                 if name in infos:
@@ -118,7 +121,7 @@ def read_zip(data: bytes, required=RUN_FILES, optional=("slices.npz",)) -> dict[
     except ArchiveError:
         raise
     except _ZIP_ERRORS as error:
-        refuse("the file", f"cannot be read as a zip archive ({short(error)})")
+        refuse(WHOLE_FILE, f"cannot be read as a zip archive ({short(error)})")
     return files
 
 
