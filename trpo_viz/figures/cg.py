@@ -1,7 +1,8 @@
 """Figures of one CG solve (an :class:`~trpo_viz.explorer.ExplorerResult`).
 
 The iterate animations are Plotly frames driven by a Play/Pause menu and a slider
-over k: they run in the browser, with no round trip to the server per frame.
+over k (:mod:`trpo_viz.figures.animation`): they run in the browser, with no round trip
+to the server per frame.
 Every builder takes the result and returns a ``go.Figure``; none draws anything.
 """
 
@@ -11,7 +12,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-FRAME_MS = 700
+from trpo_viz.figures.animation import animation_controls, bare_frame, frame_names
+
 TOP_COMPONENTS = 20
 CONTOUR_GRID = 80
 COLORS = {
@@ -33,84 +35,6 @@ def iterates_figure(result) -> go.Figure:
     if result.n == 3:
         return path3d_figure(result)
     return components_figure(result)
-
-
-# ----------------------------------------------------------------------------- animation parts
-
-
-def _frame_names(iterations: int) -> list[str]:
-    return [str(k) for k in range(iterations + 1)]
-
-
-def _bare_frame(name: str, traces: list[int], data: list[tuple[type, dict]]) -> go.Frame:
-    """A frame of positions only (the animated traces keep their names and styles).
-
-    Built without plotly's validation: it checks every property of every frame (about
-    1.5 ms a frame, 0.1 s for a 50-iteration solve on every rerun) and these frames hold
-    nothing but numeric arrays for properties the figure's own, validated traces have.
-    """
-    return go.Frame(name=name, traces=traces, _validate=False,
-                    data=[kind(**props, _validate=False) for kind, props in data])
-
-
-def _animation_controls(iterations: int, redraw: bool) -> dict:
-    """Play/Pause buttons and a slider over k = 0 … iterations, starting at the last k."""
-    names = _frame_names(iterations)
-    play = {
-        "label": "▶ Play",
-        "method": "animate",
-        "args": [
-            None,
-            {
-                "frame": {"duration": FRAME_MS, "redraw": redraw},
-                "fromcurrent": False,
-                "transition": {"duration": 0 if redraw else 250},
-                "mode": "immediate",
-            },
-        ],
-    }
-    pause = {
-        "label": "Pause",
-        "method": "animate",
-        "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
-                          "transition": {"duration": 0}}],
-    }
-    steps = [
-        {
-            "label": name,
-            "method": "animate",
-            "args": [[name], {"frame": {"duration": 0, "redraw": redraw}, "mode": "immediate",
-                              "transition": {"duration": 0}}],
-        }
-        for name in names
-    ]
-    return {
-        "updatemenus": [
-            {
-                "type": "buttons",
-                "direction": "left",
-                "showactive": False,
-                "x": 0.0,
-                "y": -0.08,
-                "xanchor": "left",
-                "yanchor": "top",
-                "pad": {"r": 10, "t": 10},
-                "buttons": [play, pause],
-            }
-        ],
-        "sliders": [
-            {
-                "active": len(names) - 1,
-                "x": 0.2,
-                "len": 0.8,
-                "y": -0.08,
-                "yanchor": "top",
-                "pad": {"t": 10},
-                "currentvalue": {"prefix": "k = ", "visible": True},
-                "steps": steps,
-            }
-        ],
-    }
 
 
 def _segment(start: np.ndarray, end: np.ndarray) -> tuple[list, ...]:
@@ -207,7 +131,7 @@ def contour_figure(result) -> go.Figure:
     animated = list(range(first_animated, first_animated + 3))
     fig.frames = [
         go.Frame(name=name, data=cg_traces(int(name)), traces=animated)
-        for name in _frame_names(cg.iterations)
+        for name in frame_names(cg.iterations)
     ]
     fig.update_layout(
         title="CG on the quadratic model q(x) = ½xᵀ(H+λI)x − gᵀx",
@@ -216,7 +140,7 @@ def contour_figure(result) -> go.Figure:
         yaxis={"range": [ys[0], ys[-1]], "scaleanchor": "x", "scaleratio": 1},
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
         margin={"t": 90, "b": 110},
-        **_animation_controls(cg.iterations, redraw=False),
+        **animation_controls(cg.iterations, redraw=False),
     )
     return fig
 
@@ -251,14 +175,14 @@ def path3d_figure(result) -> go.Figure:
             marker={"symbol": "diamond", "size": 8, "color": COLORS["exact"]},
         ))
     fig.frames = [go.Frame(name=name, data=traces(int(name)), traces=[0, 1])
-                  for name in _frame_names(cg.iterations)]
+                  for name in frame_names(cg.iterations)]
     fig.update_layout(
         title="CG iterates x_0 … x_k in 3-D",
         scene={"xaxis_title": "x1", "yaxis_title": "x2", "zaxis_title": "x3",
                "aspectmode": "cube"},
         height=560, margin={"t": 60, "b": 110},
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
-        **_animation_controls(cg.iterations, redraw=True),
+        **animation_controls(cg.iterations, redraw=True),
     )
     return fig
 
@@ -296,8 +220,8 @@ def components_figure(result, count: int = TOP_COMPONENTS) -> go.Figure:
         values.append(result.reference[idx][None, :])
     lo, hi = float(np.min(np.vstack(values))), float(np.max(np.vstack(values)))
     pad = 0.08 * max(hi - lo, 1e-12)
-    fig.frames = [_bare_frame(name, [0], [(go.Bar, {"y": cg.iterates[int(name)][idx]})])
-                  for name in _frame_names(cg.iterations)]
+    fig.frames = [bare_frame(name, [0], [(go.Bar, {"y": cg.iterates[int(name)][idx]})])
+                  for name in frame_names(cg.iterations)]
     shown = "all components" if len(idx) == result.n else (
         f"the {len(idx)} largest of {result.n} components by |x*|")
     fig.update_layout(
@@ -305,7 +229,7 @@ def components_figure(result, count: int = TOP_COMPONENTS) -> go.Figure:
         yaxis={"range": [min(lo, 0.0) - pad, max(hi, 0.0) + pad], "title": "value"},
         height=480, margin={"t": 80, "b": 130},
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
-        **_animation_controls(cg.iterations, redraw=False),
+        **animation_controls(cg.iterations, redraw=False),
     )
     return fig
 

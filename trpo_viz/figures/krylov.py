@@ -11,6 +11,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from trpo_viz.figures.animation import animation_controls, bare_frame, frame_names
+
 EIGEN_COLOR = "#2ca02c"
 RITZ_COLOR = "#d62728"
 COPY_COLOR = "#9e9e9e"  # Ritz values that rounding copied (as in the Fisher's spectrum)
@@ -33,8 +35,6 @@ def ritz_figure(view) -> go.Figure:
     iterations, the explorer's Play button and slider): frame k shows the rows of
     T_1 … T_k and rings the Ritz values of T_k; the figure opens at the last k.
     """
-    from trpo_viz.figures.cg import _animation_controls, _bare_frame, _frame_names
-
     fig = go.Figure()
     if view.eigenvalues is not None:
         xs, ys = [], []
@@ -93,12 +93,12 @@ def ritz_figure(view) -> go.Figure:
     layout = {}
     if view.iterations >= 1:
         fig.frames = [
-            _bare_frame(name, [first, first + 1], [
+            bare_frame(name, [first, first + 1], [
                 (go.Scatter, {"x": values[:ends[k]], "y": ks[:ends[k]]}),
                 (go.Scatter, {"x": values[ends[k - 1]:ends[k]] if k else values[:0],
                               "y": ks[ends[k - 1]:ends[k]] if k else ks[:0]})])
-            for name in _frame_names(view.iterations) for k in (int(name),)]
-        layout = _animation_controls(view.iterations, redraw=False)
+            for name in frame_names(view.iterations) for k in (int(name),)]
+        layout = animation_controls(view.iterations, redraw=False)
         # Fixed axes: the frames must not rescale the plot as rows appear.
         every = [x for t in fig.data for x in (t.x if t.x is not None else ())
                  if x is not None]
