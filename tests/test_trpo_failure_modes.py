@@ -153,11 +153,11 @@ def test_advantages_are_normalised_once_and_used(normalize):
     trainer.step()
     last, policy = trainer._last, trainer.policy
     gae = last["gae_advantages"]
-    expected = (gae - gae.mean()) / (gae.std() + 1e-8) if normalize else gae
+    expected = (gae - gae.mean()) / (gae.std(ddof=1) + 1e-8) if normalize else gae
     np.testing.assert_allclose(last["advantages"].numpy(), expected, rtol=1e-6, atol=1e-6)
     if normalize:
         assert abs(float(np.mean(last["advantages"]))) < 1e-6
-        assert float(np.std(last["advantages"])) == pytest.approx(1.0, rel=1e-5)
+        assert float(np.std(last["advantages"], ddof=1)) == pytest.approx(1.0, rel=1e-5)  # sample std
 
     # The gradient the update used is that of the surrogate with these advantages (at θ_old).
     from trpo_viz.trpo.policy import set_flat
@@ -166,7 +166,7 @@ def test_advantages_are_normalised_once_and_used(normalize):
     set_flat(policy.params, last["theta_old"])
     args = (last["obs"], last["actions"])
     used = policy_gradient(policy, *args, last["advantages"], last["old_log_prob"]).numpy()
-    other = (gae if normalize else (gae - gae.mean()) / (gae.std() + 1e-8)).astype(np.float32)
+    other = (gae if normalize else (gae - gae.mean()) / (gae.std(ddof=1) + 1e-8)).astype(np.float32)
     not_used = policy_gradient(policy, *args, tf.constant(other), last["old_log_prob"]).numpy()
     set_flat(policy.params, theta_now)
     np.testing.assert_allclose(used, last["g"], rtol=1e-5, atol=1e-7)

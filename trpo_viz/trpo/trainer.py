@@ -193,7 +193,9 @@ class TRPOTrainer(TrainerPictures, TrainerPersistence):
         returns_relative_variance = relative_variance(returns)
         gae = advantages
         if cfg.normalize_advantage:  # once per batch, here only
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            # the sample std (n − 1), as sb3-contrib and CleanRL (torch.std); scale-free anyway:
+            # β rescales the step to δ, so only the records' surrogate values see it
+            advantages = (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-8)
         advantages = tf.constant(advantages, tf.float32)
         returns = returns.astype(np.float32)
         old_dist, old_log_prob = prep["old_dist"], prep["old_log_prob"]
