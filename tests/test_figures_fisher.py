@@ -243,7 +243,8 @@ def test_ritz_values_alone_without_exact_eigenvalues(runs):
     assert fig.layout.meta["ritz_kappa"] == pytest.approx(bound)
     text = _text(fig)
     assert f"κ(F + λI) ≥ θ_max/θ_min = {plain.number(bound)}" in text
-    assert "more parameters than the run's cap" in text
+    assert "Exact eigenvalues: not computed (the policy has more parameters than " \
+           "exact_fisher_max_params)" in text
     # no CG, no Ritz values, no exact eigenvalues: a figure that says so
     _, (plain_gradient,) = runs["gradient"]
     empty = type(plain_gradient)(0, 0, variant="gradient")

@@ -149,6 +149,13 @@ def _copies_trace(x, values) -> go.Scatter:
     )
 
 
+# the header's short form of exact_fisher_note (the TRPO page says the long one beside it)
+_NOT_COMPUTED = {
+    "": "not computed (“exact Fisher beside CG” is off for this run).",
+    "too_large": "not computed (the policy has more parameters than exact_fisher_max_params).",
+}
+
+
 def _copies_text(record, count: int, total: int) -> str:
     lost = first_rounding_iteration(getattr(record, "cg_orthogonality", []))
     since = f" (from iteration {lost})" if lost is not None else ""
@@ -199,7 +206,9 @@ def _ritz_only_figure(record, damping: float, ritz: np.ndarray, copies: np.ndarr
         )
     if is_copy.any():
         lines.append(_copies_text(record, int(is_copy.sum()), len(order)))
-    lines.append("Exact eigenvalues: " + (exact_fisher_note(record) or "none recorded."))
+    status = getattr(record, "exact_fisher_status", "")
+    lines.append("Exact eigenvalues: " + (_NOT_COMPUTED.get(status) or exact_fisher_note(record)
+                                          or "none recorded."))
     header, top = plain.header(lines, width=75)  # a half-width column on the TRPO page
     figure_layout = plain.layout(
         title,
