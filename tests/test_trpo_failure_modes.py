@@ -157,7 +157,8 @@ def test_advantages_are_normalised_once_and_used(normalize):
     np.testing.assert_allclose(last["advantages"].numpy(), expected, rtol=1e-6, atol=1e-6)
     if normalize:
         assert abs(float(np.mean(last["advantages"]))) < 1e-6
-        assert float(np.std(last["advantages"], ddof=1)) == pytest.approx(1.0, rel=1e-5)  # sample std
+        # the sample std (n − 1) is 1
+        assert float(np.std(last["advantages"], ddof=1)) == pytest.approx(1.0, rel=1e-5)
 
     # The gradient the update used is that of the surrogate with these advantages (at θ_old).
     from trpo_viz.trpo.policy import set_flat

@@ -228,8 +228,8 @@ def test_adam_matches_pytorchs_update_rule_in_float64():
 
     From θ = 0 each float32 step is resolved to a few ulp, so the comparison sees the
     bias corrections: with β₂ = 0.999 rounded to float32 (0.99900001287) 1 − β₂ᵗ is off by
-    1.3e-5 relative at t = 1, which the first step shows as a 6e-6 relative error. (Compared in norm: an entry that crosses zero
-    has no relative precision.)
+    1.3e-5 relative at t = 1, which the first step shows as a 6e-6 relative error.
+    (Compared in norm: an entry that crosses zero has no relative precision.)
     """
     from trpo_viz.trpo.update import Adam
 
