@@ -1,7 +1,7 @@
 """The CG explorer's caches: compiled problems and the costly solves, shared by all sessions.
 
-Defined here, not in the page, so each is created once per server process rather than
-once per rerun of the page script.
+Kept out of the page so that the page reads as the screen it draws. Streamlit keys each
+cache by its function, so the entries are shared by all sessions and reruns.
 """
 
 from __future__ import annotations
