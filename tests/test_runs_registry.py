@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -90,6 +93,68 @@ def test_runs_beyond_the_slots_wait_in_a_queue_with_a_position(registry):
     wait_for(lambda: store.run(third).status == "finished", "the other two to finish in turn")
     assert store.run(first).status == "stopped"
     assert [store.run(r).updates for r in (second, third)] == [2, 2]
+
+
+def test_a_command_that_races_a_scheduler_pass_starts_one_worker(tmp_path, monkeypatch):
+    """Step on a paused run while a scheduler pass runs: one worker, never two.
+
+    A pass that lands between the command's look at the run and its "queued" spawned the
+    run, and the next pass spawned it again on the late "queued": two workers trained
+    update 0 and the second failed the run on the records' unique key (seen once in
+    ``bench_runs.py``). Here the pass is made to land in that gap whenever the command
+    does not hold the registry's lock (under which the scheduler spawns). The workers are
+    stand-ins that sleep: the test is about how many start, not what they do.
+    """
+    monkeypatch.setenv("TRPO_VIZ_HOME", str(tmp_path))
+    registry = Registry(tmp_path / "runs.sqlite3", max_workers=2, threads=1)
+    spawned, processes = [], []
+    passes, count = threading.Condition(), [0]
+    schedule = registry.schedule
+
+    def counted_schedule():
+        schedule()
+        with passes:
+            count[0] += 1
+            passes.notify_all()
+
+    def wait_passes(n: int) -> None:
+        with passes:
+            seen = count[0]
+            assert passes.wait_for(lambda: count[0] >= seen + n, timeout=WAIT_S)
+
+    def stand_in_spawn(run_id: str) -> None:
+        spawned.append(run_id)
+        registry.store.set_status(run_id, "starting", error=None)
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        processes.append(process)
+        registry.store.heartbeat(run_id, process.pid)
+        registry._workers[run_id] = process
+
+    set_status = RunStore.set_status
+    command_thread = threading.current_thread()
+
+    def set_status_after_a_pass(self, run_id, status, error=None, **extra):
+        if (status == "queued" and threading.current_thread() is command_thread
+                and not registry._lock._is_owned()):
+            wait_passes(2)  # a whole scheduler pass lands in the gap
+        set_status(self, run_id, status, error, **extra)
+
+    monkeypatch.setattr(registry, "schedule", counted_schedule)
+    monkeypatch.setattr(registry, "_spawn", stand_in_spawn)
+    monkeypatch.setattr(RunStore, "set_status", set_status_after_a_pass)
+    try:
+        run_id = registry.create(config(updates=2), start=False)
+        registry.step(run_id)
+        wait_passes(3)
+        assert spawned == [run_id]
+        registry.resume(run_id)  # its worker is starting: Resume starts no other
+        wait_passes(3)
+        assert spawned == [run_id]
+    finally:
+        registry.shutdown()
+        for process in processes:
+            process.kill()
+            process.wait()
 
 
 def test_a_paused_worker_frees_its_slot(registry):

@@ -104,9 +104,10 @@ class Registry:
 
     def stop(self, run_id: str) -> None:
         self.store.command(run_id, "stop")
-        info = self.store.run(run_id)
-        if info.status in ("queued", "paused", "interrupted") and not self._alive(info):
-            self.store.set_status(run_id, "stopped")
+        with self._lock:  # not between a pass's spawn and its worker's first look
+            info = self.store.run(run_id)
+            if info.status in ("queued", "paused", "interrupted") and not self._alive(info):
+                self.store.set_status(run_id, "stopped")
 
     def delete(self, run_id: str) -> None:
         info = self.store.run(run_id)
@@ -168,10 +169,17 @@ class Registry:
                 and time.time() - info.worker_heartbeat < STALE_S)
 
     def _ensure_worker(self, run_id: str) -> None:
-        info = self.store.run(run_id)
-        if self._alive(info) or info.status == "queued":
-            return
-        self.store.set_status(run_id, "queued", error=None, queued_at=time.time())
+        """Queue the run unless a worker has it or it is queued already.
+
+        Under the lock the scheduler spawns under, so the look and the "queued" are one
+        step: a pass that spawned the run in between would see the late "queued" and
+        spawn a second worker for it.
+        """
+        with self._lock:
+            info = self.store.run(run_id)
+            if self._alive(info) or info.status == "queued":
+                return
+            self.store.set_status(run_id, "queued", error=None, queued_at=time.time())
         self._wake.set()
 
     def _wait_gone(self, run_id: str, timeout: float = 60.0) -> None:
@@ -231,6 +239,8 @@ class Registry:
             for info in queued:
                 if live >= self.max_workers:
                     break
+                if self._alive(info):  # counted above; a stale "queued" is no second worker
+                    continue
                 self._spawn(info.id)
                 live += 1
 
