@@ -238,17 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
 
-    from trpo_viz.quiet import import_tensorflow
-
-    import_tensorflow()
-    if args.threads:
-        from trpo_viz.trpo.trainer import set_num_threads
-
-        set_num_threads(args.threads)
-    store = RunStore(args.db)
+    # Alive before TensorFlow's import (seconds on a busy machine): a registry that did not
+    # start this worker judges it by its heartbeat alone.
     heartbeat = Heartbeat(args.db, args.run)
     heartbeat.start()
+    store = None
     try:
+        from trpo_viz.quiet import import_tensorflow
+
+        import_tensorflow()
+        if args.threads:
+            from trpo_viz.trpo.trainer import set_num_threads
+
+            set_num_threads(args.threads)
+        store = RunStore(args.db)
         train_loop(store, args.run, LoopSettings(args.idle_timeout, args.paused_grace),
                    should_stop=stop.is_set)
     except Exception:  # noqa: BLE001 - recorded in the run row; the log keeps the traceback
@@ -258,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         heartbeat.stop()
+        if store is None:
+            store = RunStore(args.db)
         store.heartbeat(args.run, None)
         store.close()
     return 0
