@@ -2,7 +2,6 @@
 the plotted numbers checked against the records and against numpy."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -13,7 +12,6 @@ from trpo_viz.figures import plain
 from trpo_viz.figures.fisher_spectrum import fisher_spectrum_figure
 from trpo_viz.trpo.numerics import first_rounding_iteration
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(n_envs=2, n_steps=128, value_batch_size=64, value_epochs=1, hidden_sizes=(8,))
 
 
@@ -147,22 +145,6 @@ def test_variant_without_cg_shows_its_one_iterate_and_the_gradient_cosine(runs):
 
 
 # ----------------------------------------------------------------------------- spectrum
-
-
-def test_the_spectrum_figure_is_reachable_from_both_modules():
-    import subprocess
-    import sys
-
-    assert figures.fisher_spectrum_figure is fisher_spectrum_figure
-    with pytest.raises(AttributeError):
-        figures.no_such_figure  # noqa: B018
-    # either module may be imported first
-    for first in ("trpo_viz.figures.fisher_spectrum", "trpo_viz.figures.fisher"):
-        code = (f"import {first}, trpo_viz.figures.fisher as f; "
-                "print(f.fisher_spectrum_figure.__module__)")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=120, cwd=str(ROOT))
-        assert out.stdout.strip() == "trpo_viz.figures.fisher_spectrum", out.stderr
 
 
 def test_condition_numbers_are_numpys(runs):

@@ -400,15 +400,3 @@ def exact_over_time_figure(records: Sequence) -> go.Figure:
     )
     return plain.figure(data, figure_layout)
 
-
-def __getattr__(name: str):
-    """``fisher_spectrum_figure`` is also reachable here, where callers look for it first.
-
-    It lives in :mod:`trpo_viz.figures.fisher_spectrum`, which imports this module's
-    helpers; imported on first use (PEP 562), so neither module imports the other at load.
-    """
-    if name == "fisher_spectrum_figure":
-        from trpo_viz.figures.fisher_spectrum import fisher_spectrum_figure
-
-        return fisher_spectrum_figure
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
