@@ -38,7 +38,8 @@ slice and checkpoint in one transaction) are timed and sized. The database size 
 slices and checkpoints again and again: no 500 updates are trained for it.
 
 Targets (the runs issue): page ≥ 0.8× headless; store overhead ≤ 5 % of an update;
-10 followers cost the trainer ≤ 20 % (page + 10 followers ≥ 0.8× page + 0).
+10 followers cost the trainer ≤ 20 % (page + 10 followers ≥ 0.8× page + 0; the largest
+audience of 10 or more in ``--followers`` is compared, e.g. 20 for the follow mode's 20).
 
 This shared machine's speed drifts by 10-20 % within minutes, so one headless row and the
 page rows after it can differ by drift alone: ``--rounds N`` runs the headless row and the
@@ -450,11 +451,14 @@ def verdicts(rows: list[dict], store: dict | None) -> list[tuple[str, str]]:
         return row["updates_per_s"] if row else None
 
     pages, crowds = [], []
+    crowd_size = max((r.get("followers") or 0 for r in rows), default=0)
     for number in sorted({r["round"] for r in rows}):
         own = [r for r in rows if r["round"] == number]
         headless = next((r for r in own if r["row"].startswith("headless")), None)
         page = next((r for r in own if r.get("followers") == 0), None)
-        crowd = next((r for r in own if r.get("followers") == 10), None)
+        # the largest audience measured, 10 or more (the issue: 10 in its benchmark, 20
+        # in its follow mode)
+        crowd = next((r for r in own if r.get("followers") == crowd_size >= 10), None)
         if rate(page) and rate(headless):
             pages.append(rate(page) / rate(headless))
         if rate(crowd) and rate(page):
@@ -477,9 +481,9 @@ def verdicts(rows: list[dict], store: dict | None) -> list[tuple[str, str]]:
         share = store["overhead_share"]
         out.append(("store overhead ≤ 5 % of an update",
                     f"{100 * share:.2f} % → {'met' if share <= 0.05 else 'MISSED'}"))
-    out.append(("10 followers cost the trainer ≤ 20 %",
+    out.append((f"{max(crowd_size, 10)} followers cost the trainer ≤ 20 %",
                 verdict(crowds, lambda v: f"{100 * v:.1f} %", lambda v: v <= 0.2,
-                        "not measured (needs --followers with 0 and 10)")))
+                        "not measured (needs --followers with 0 and 10 or more)")))
     return out
 
 
