@@ -185,6 +185,18 @@ def test_a_killed_worker_marks_the_run_interrupted_and_resume_continues(registry
     wait_for(lambda: store.run(run_id).status == "stopped", "the run to stop")
 
 
+def test_delete_a_training_run_stops_its_worker_first(registry):
+    store = RunStore(registry.db_path)
+    run_id = registry.create(config(updates=LONG))
+    wait_for(lambda: store.run(run_id).updates >= 1, "an update")
+    worker = registry._workers[run_id]
+    registry.delete(run_id)
+    with pytest.raises(StoreError):
+        store.run(run_id)
+    assert store.runs() == []
+    assert worker.wait(WAIT_S) == 0  # it stopped on the command, not killed, not crashed
+
+
 def test_release_ends_a_paused_worker_before_its_grace(tmp_path, monkeypatch):
     """New run leaves a paused run: its worker exits now (not after the grace), still paused."""
     monkeypatch.setenv("TRPO_VIZ_HOME", str(tmp_path))

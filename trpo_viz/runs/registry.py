@@ -110,11 +110,21 @@ class Registry:
                 self.store.set_status(run_id, "stopped")
 
     def delete(self, run_id: str) -> None:
-        info = self.store.run(run_id)
+        """Stop the run's worker (it ends its current update) and delete the run.
+
+        The last look and the delete are one step under the scheduler's lock, so no pass
+        starts a worker for a run that is being deleted. A worker that is still alive
+        after two waits (another server's, which only its heartbeat shows) is refused
+        with a message, not deleted under.
+        """
         self.store.command(run_id, "stop")
-        if self._alive(info):
+        for _ in range(2):
+            with self._lock:
+                if not self._alive(self.store.run(run_id)):
+                    self.store.delete(run_id)
+                    return
             self._wait_gone(run_id)
-        self.store.delete(run_id)
+        raise StoreError("the run's trainer has not stopped yet; try again in a minute")
 
     def view(self, run_id: str) -> RunInfo:
         """A view shows the run now: keep it from idling, resume it if it idled out."""
