@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trpo_viz.trpo.rollout import RunningMeanStd, gae_advantages
+from trpo_viz.trpo.rollout import RunningMeanStd, batch_moments, clip, gae_advantages
 
 
 def test_gae_matches_hand_computation_with_truncation_and_termination():
@@ -88,3 +88,34 @@ def test_gae_with_float32_values_is_computed_in_float64():
     np.testing.assert_allclose(advantages, expected, rtol=0, atol=T * 100 * 1e-15)
     np.testing.assert_allclose(returns, expected + v, rtol=0, atol=T * 100 * 1e-15)
     assert np.abs(expected).max() < 1.0  # the advantages are small beside the values
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2,), (2, 11), (1, 4), (7, 3), (1024,)])
+def test_batch_moments_are_numpys_mean_and_var_bit_for_bit(dtype, shape):
+    """The normalisers' fast path: the same bits as ``x.mean(0)``, ``x.var(0)`` (what
+    VecNormalize computes), across scales where a different order of sums would show."""
+    rng = np.random.default_rng(0)
+    for scale in (1e-3, 1.0, 1e4):
+        x = (scale * rng.standard_normal(shape) + 3 * scale).astype(dtype)
+        mean, var = batch_moments(x)
+        assert mean.dtype == x.mean(axis=0).dtype and var.dtype == x.var(axis=0).dtype
+        assert np.array_equal(mean, x.mean(axis=0)) and np.array_equal(var, x.var(axis=0))
+    x = np.array([[np.inf, 1.0], [0.0, np.nan]], dtype)
+    with np.errstate(invalid="ignore"):
+        for ours, numpys in zip(batch_moments(x), (x.mean(axis=0), x.var(axis=0)), strict=True):
+            assert np.array_equal(ours, numpys, equal_nan=True)
+
+
+def test_batch_moments_of_integers_take_numpys_path():
+    x = np.array([[1, 2], [4, 7]])
+    mean, var = batch_moments(x)
+    assert mean.dtype == np.float64 and np.array_equal(mean, [2.5, 4.5])
+    assert np.array_equal(var, [2.25, 6.25])
+
+
+def test_clip_is_numpys_clip():
+    x = np.array([-np.inf, -11.0, -10.0, -0.0, 0.0, 3.5, 10.0, 12.0, np.inf, np.nan])
+    for low, high in ((-10.0, 10.0), (np.full(10, -1.0), np.full(10, 1.0))):
+        assert np.array_equal(clip(x, low, high), np.clip(x, low, high), equal_nan=True)
+        assert np.array_equal(np.signbit(clip(x, low, high)), np.signbit(np.clip(x, low, high)))
