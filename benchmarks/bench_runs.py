@@ -456,9 +456,10 @@ def verdicts(rows: list[dict], store: dict | None) -> list[tuple[str, str]]:
         own = [r for r in rows if r["round"] == number]
         headless = next((r for r in own if r["row"].startswith("headless")), None)
         page = next((r for r in own if r.get("followers") == 0), None)
-        # the largest audience measured, 10 or more (the issue: 10 in its benchmark, 20
-        # in its follow mode)
-        crowd = next((r for r in own if r.get("followers") == crowd_size >= 10), None)
+        # the largest audience measured, if 10 or more (the issue: 10 in its benchmark,
+        # 20 in its follow mode)
+        crowd = (next((r for r in own if r.get("followers") == crowd_size), None)
+                 if crowd_size >= 10 else None)
         if rate(page) and rate(headless):
             pages.append(rate(page) / rate(headless))
         if rate(crowd) and rate(page):
