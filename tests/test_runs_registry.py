@@ -26,6 +26,7 @@ TINY = dict(n_steps=128, n_envs=2, hidden_sizes=(16,), value_epochs=1)
 # training when a command arrives gets far more updates than any test waits for.
 LONG = 2000
 WAIT_S = 300.0 * float(os.environ.get("TRPO_VIZ_TIMEOUT_FACTOR", "1"))
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]  # a stand-in worker
 
 
 def config(updates: int):
@@ -122,13 +123,11 @@ def test_a_command_that_races_a_scheduler_pass_starts_one_worker(tmp_path, monke
             seen = count[0]
             assert passes.wait_for(lambda: count[0] >= seen + n, timeout=WAIT_S)
 
-    def stand_in_spawn(run_id: str) -> None:
+    def stand_in_start(run_id: str) -> subprocess.Popen:
         spawned.append(run_id)
-        registry.store.set_status(run_id, "starting", error=None)
-        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        process = subprocess.Popen(SLEEPER)
         processes.append(process)
-        registry.store.heartbeat(run_id, process.pid)
-        registry._workers[run_id] = process
+        return process
 
     set_status = RunStore.set_status
     command_thread = threading.current_thread()
@@ -140,7 +139,7 @@ def test_a_command_that_races_a_scheduler_pass_starts_one_worker(tmp_path, monke
         set_status(self, run_id, status, error, **extra)
 
     monkeypatch.setattr(registry, "schedule", counted_schedule)
-    monkeypatch.setattr(registry, "_spawn", stand_in_spawn)
+    monkeypatch.setattr(registry, "_start_worker", stand_in_start)
     monkeypatch.setattr(RunStore, "set_status", set_status_after_a_pass)
     try:
         run_id = registry.create(config(updates=2), start=False)
@@ -152,6 +151,56 @@ def test_a_command_that_races_a_scheduler_pass_starts_one_worker(tmp_path, monke
         assert spawned == [run_id]
     finally:
         registry.shutdown()
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def test_two_servers_on_one_store_start_one_worker_for_a_queued_run(tmp_path, monkeypatch):
+    """Two servers on one data folder: both registries see the queued run, one starts it.
+
+    Server A's pass has read the queue; before it starts the worker, server B's whole
+    pass runs and starts one. A's claim in the store then finds the run no longer queued,
+    so A starts nothing (it used to start a second worker, and the two trained the same
+    updates). Passes run by hand here, and the workers are stand-ins that sleep.
+    """
+    monkeypatch.setenv("TRPO_VIZ_HOME", str(tmp_path))
+    path = tmp_path / "runs.sqlite3"
+    a, b = Registry(path, threads=1), Registry(path, threads=1)
+    a.close()
+    b.close()  # no background passes: the test runs each pass itself
+    started, processes = [], []
+
+    def stand_in(server: str):
+        def start(run_id: str) -> subprocess.Popen:
+            process = subprocess.Popen(SLEEPER)
+            started.append((server, run_id))
+            processes.append(process)
+            return process
+        return start
+
+    claim = RunStore.claim
+
+    def b_passes_first(store, run_id, pid):
+        if store is a.store and not started:
+            b.schedule()  # B's whole pass lands between A's look at the queue and its claim
+        return claim(store, run_id, pid)
+
+    monkeypatch.setattr(a, "_start_worker", stand_in("a"))
+    monkeypatch.setattr(b, "_start_worker", stand_in("b"))
+    monkeypatch.setattr(RunStore, "claim", b_passes_first)
+    try:
+        run_id = a.create(config(updates=2))
+        a.schedule()
+        assert started == [("b", run_id)]
+        for server in (a, b, a):  # later passes see B's live worker, in either server
+            server.schedule()
+        assert started == [("b", run_id)]
+        info = RunStore(path).run(run_id)
+        assert info.status == "starting" and info.worker_pid == processes[0].pid
+    finally:
+        a.shutdown()
+        b.shutdown()
         for process in processes:
             process.kill()
             process.wait()

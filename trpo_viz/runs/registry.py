@@ -10,6 +10,8 @@ exits when paused, so abandoned sessions hold nothing.
 One registry per server process (:func:`shared_registry`). A background thread reaps
 finished workers, marks runs whose worker died as ``interrupted`` and starts queued runs.
 Workers started by a previous server process are adopted while their heartbeat is fresh.
+Several servers may share one data folder: a queued run is claimed in the store (one
+conditional UPDATE) before its worker starts, so only one of them starts it.
 """
 
 from __future__ import annotations
@@ -251,11 +253,26 @@ class Registry:
                     break
                 if self._alive(info):  # counted above; a stale "queued" is no second worker
                     continue
-                self._spawn(info.id)
-                live += 1
+                if self._spawn(info.id):
+                    live += 1
 
-    def _spawn(self, run_id: str) -> None:
-        self.store.set_status(run_id, "starting", error=None)
+    def _spawn(self, run_id: str) -> bool:
+        """Claim the queued run in the store and start its worker; False if another
+        registry (another server on this data folder) claimed it first."""
+        if not self.store.claim(run_id, os.getpid()):
+            return False
+        try:
+            process = self._start_worker(run_id)
+        except OSError as error:
+            self.store.set_status(run_id, "interrupted", worker_pid=None,
+                                  error=f"the trainer could not start ({error}); Resume tries "
+                                        "again")
+            return False
+        self.store.heartbeat(run_id, process.pid)
+        self._workers[run_id] = process
+        return True
+
+    def _start_worker(self, run_id: str) -> subprocess.Popen:
         logs = data_home() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "trpo_viz.runs.worker", "--db", str(self.db_path),
@@ -267,10 +284,8 @@ class Registry:
         root = Path(__file__).resolve().parents[2]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
         with open(logs / f"{run_id}.log", "ab") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env)
-        self.store.heartbeat(run_id, process.pid)
-        self._workers[run_id] = process
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env)
 
 
 _shared: dict[Path, Registry] = {}

@@ -203,6 +203,22 @@ class RunStore:
         self.db.execute("UPDATE runs SET last_viewed = ? WHERE id = ?",
                         (time.time(), check_run_id(run_id)))
 
+    def claim(self, run_id: str, pid: int) -> bool:
+        """Take a queued run for a new worker: True for exactly one caller, whichever process.
+
+        One conditional UPDATE (SQLite runs writes one at a time): "queued" becomes
+        "starting" with ``pid`` and a fresh heartbeat, so every other registry on this
+        file sees a live worker from that moment on, and a second claim finds nothing
+        queued. Two servers on one data folder thus never start two workers for one run.
+        """
+        now = time.time()
+        cursor = self.db.execute(
+            "UPDATE runs SET status = 'starting', error = NULL, worker_pid = ?, "
+            "worker_heartbeat = ?, updated = ? WHERE id = ? AND status = 'queued'",
+            (pid, now, now, check_run_id(run_id)),
+        )
+        return cursor.rowcount == 1
+
     def heartbeat(self, run_id: str, pid: int | None) -> None:
         self.db.execute("UPDATE runs SET worker_pid = ?, worker_heartbeat = ? WHERE id = ?",
                         (pid, time.time(), run_id))
