@@ -51,12 +51,38 @@ class Settings:
                                 **self.values)
 
     def differences(self, config) -> list[str]:
-        """The form's labels whose values differ from ``config``."""
+        """The form's labels whose values differ from ``config`` (the task first)."""
+        task = ["Task"] if self.env_id != config.env_id else []
         try:
             hidden = parse_hidden_sizes(self.hidden)
         except ValueError:
-            return [FORM_LABELS["hidden_sizes"]]
-        return form_differences(config, dict(self.values, hidden_sizes=hidden))
+            return [*task, FORM_LABELS["hidden_sizes"]]
+        return [*task, *form_differences(config, dict(self.values, hidden_sizes=hidden))]
+
+
+BATCHES = (256, 512, 1024, 2048, 4096, MAX_BATCH)  # the "Steps per update" choices
+FORM_START = "trpo_form_start"  # the config a fresh form starts from (None: task defaults)
+
+
+def fits_form(config, envs) -> bool:
+    """Whether every value of ``config`` can be shown by the form's widgets (sliders and
+    choices have fixed ranges; a run made by the CLI or imported may lie outside them)."""
+    return (config.env_id in envs and 1 <= config.cg_max_steps <= 50
+            and 0.1 <= config.line_search_shrink <= 0.95 and 0 <= config.max_backtracks <= 20
+            and config.batch_size in BATCHES
+            and config.variant in VARIANTS and config.fvp_dtype in FVP_DTYPES)
+
+
+def form_start(info, envs):
+    """What the form starts from when this session draws it afresh: the shown run's own
+    settings (a reload, a second tab or a link to a Hopper run shows Hopper's δ, not
+    CartPole's defaults), or the task's defaults when no run is shown or the run's values
+    do not fit the widgets. Kept for the session, so the form never jumps while in use."""
+    if "trpo_env" not in st.session_state:  # the form is not on screen yet in this session
+        config = info.config if info is not None else None
+        st.session_state[FORM_START] = config if config is not None and fits_form(
+            config, envs) else None
+    return st.session_state.get(FORM_START)
 
 
 def range_help(name: str, text: str) -> str:
@@ -68,13 +94,15 @@ def settings_form(info) -> Settings:
     """The "Task and hyperparameters" expander (open while no run is shown)."""
     envs = available_envs()
     missing_mujoco = mujoco_unavailable_reason()
+    start = form_start(info, envs)
     with st.expander("Task and hyperparameters", expanded=info is None):
         if info is not None:
             st.caption("These settings apply to a new run: press **New run**, then **Start**.")
-        env_id = st.selectbox("Task", envs, key="trpo_env")
+        env_id = st.selectbox("Task", envs, key="trpo_env",
+                              index=envs.index(start.env_id) if start is not None else 0)
         if missing_mujoco:
             st.caption(plain(f"MuJoCo tasks (Hopper-v5, …) are not listed: {missing_mujoco}."))
-        defaults = default_config(env_id)
+        defaults = start if start is not None and start.env_id == env_id else default_config(env_id)
         if (note := defaults_note(env_id)) is not None:
             st.caption(plain(note))
         c1, c2, c3, c4 = st.columns(4)
@@ -96,7 +124,8 @@ def settings_form(info) -> Settings:
             help=range_help("cg_damping", "Added to the Fisher: CG solves (F + λI) s = g."),
         )
         seed = c4.number_input(
-            "Seed", value=0, step=1, key="trpo_seed", help=range_help("seed", "Random seed.")
+            "Seed", value=start.seed if start is not None else 0, step=1, key="trpo_seed",
+            help=range_help("seed", "Random seed."),
         )
         c1, c2, c3, c4 = st.columns(4)
         shrink = c1.slider(
@@ -107,11 +136,8 @@ def settings_form(info) -> Settings:
             "Max backtracks", 0, 20, defaults.max_backtracks, key=f"trpo_backtracks_{env_id}"
         )
         batch = c3.select_slider(
-            "Steps per update",
-            [256, 512, 1024, 2048, 4096, MAX_BATCH],
-            defaults.batch_size
-            if defaults.batch_size in (256, 512, 1024, 2048, 4096, MAX_BATCH)
-            else 1024,
+            "Steps per update", BATCHES,
+            defaults.batch_size if defaults.batch_size in BATCHES else 1024,
             key=f"trpo_batch_{env_id}",
         )
         hidden = c4.text_input(
@@ -159,6 +185,7 @@ def settings_form(info) -> Settings:
         c1, c2, c3 = st.columns([2, 1, 2], vertical_alignment="bottom")
         variant = c1.selectbox(
             "Variant", VARIANTS, key="trpo_variant", format_func=lambda v: VARIANT_NAMES[v],
+            index=VARIANTS.index(start.variant) if start is not None else 0,
             help="Which pieces of TRPO each update keeps: switch one off to show what it is "
             "for. npg: no line search; no-kl-check: the line search ignores the KL; gradient: "
             "the plain gradient instead of the natural one; vanilla-pg: a fixed learning rate "
@@ -170,7 +197,8 @@ def settings_form(info) -> Settings:
             help=range_help("pg_lr", "vanilla-pg's step Δ = lr · g (other variants ignore it)."),
         )
         exact_fisher = c3.checkbox(
-            "Exact Fisher beside CG", key="trpo_exact_fisher",
+            "Exact Fisher beside CG", value=start is not None and start.exact_fisher,
+            key="trpo_exact_fisher",
             help="Each update also builds the Fisher F exactly (float64, from per-sample "
             "Jacobians), solves (F + λI) s* = g and records CG's error against s* at every "
             "iteration and F's eigenvalues. A diagnostic: it changes no step. Allowed for "

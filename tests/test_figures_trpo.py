@@ -65,3 +65,35 @@ def test_the_subplot_grid_is_make_subplots_grid(rows, cols, h, v):
         assert axis["anchor"] == reference[name].anchor
     for note, ref in zip(notes, reference.annotations, strict=True):
         assert (note["text"], note["x"], note["y"]) == pytest.approx((ref.text, ref.x, ref.y))
+
+
+def _with(record, **changes):
+    return type(record).from_dict({**record.to_dict(), **changes})
+
+
+def test_the_backtracks_panel_counts_from_zero_and_says_when_none_happened(run):
+    """All-zero bars drew an empty panel around a y axis at −1 … 1; now it starts at 0 and
+    says that every full step was accepted, and says nothing once a step backtracked."""
+    calm = [_with(r, backtracks=0, accepted=True) for r in run.records]
+    history = validated(figures.trust_region_history_figure(calm))
+    assert list(history.layout.yaxis3.range) == [0, 1]
+    notes = [a.text for a in history.layout.annotations if a.yref == "y3 domain"]
+    assert notes == ["0 in every update:<br>each full step was accepted"]
+    busy = [*calm[:-1], _with(calm[-1], backtracks=3)]
+    history = validated(figures.trust_region_history_figure(busy))
+    assert list(history.layout.yaxis3.range) == [0, 3]
+    assert not [a for a in history.layout.annotations if a.yref == "y3 domain"]
+    refused = [*calm[:-1], _with(calm[-1], accepted=False)]  # no step, and no backtrack
+    history = figures.trust_region_history_figure(refused)
+    assert not [a for a in history.layout.annotations if a.yref == "y3 domain"]
+
+
+@pytest.mark.parametrize("fractions, ticks", [
+    ([0.8 ** k for k in range(10)], [0.2, 0.5, 1.0]),  # 1 … 0.134
+    ([0.5 ** k for k in range(11)], [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]),
+    ([1.0], [1.0]),
+])
+def test_the_line_search_fractions_get_whole_tick_labels(fractions, ticks):
+    spec = figures._log_ticks(fractions)
+    assert spec["tickvals"] == pytest.approx(ticks)
+    assert spec["ticktext"] == [f"{t:g}" for t in spec["tickvals"]]

@@ -109,6 +109,42 @@ def test_a_reload_or_a_second_tab_shows_the_same_run(stepped):
     assert any(c.value.endswith(f"/trpo?run={run_id}&follow=1") for c in at.code)
 
 
+def test_a_fresh_session_on_a_run_starts_its_form_from_that_runs_settings():
+    """A reload, a second tab or a link to a Hopper run: the form shows the run's own task
+    and values (it showed CartPole's defaults and said they differed from the run)."""
+    with RunStore(default_db_path()) as store:
+        config = default_config("Hopper-v5", seed=3, variant="npg", total_timesteps=50_000)
+        run_id = store.create_run(config, name="hopper for the form")
+    at = new_page({"run": run_id}).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="trpo_env").value == "Hopper-v5"
+    assert at.number_input(key="trpo_max_kl_Hopper-v5").value == config.max_kl == 0.03
+    assert at.number_input(key="trpo_damping_Hopper-v5").value == config.cg_damping
+    assert at.slider(key="trpo_cg_Hopper-v5").value == config.cg_max_steps == 25
+    assert at.number_input(key="trpo_total_Hopper-v5").value == 50_000
+    assert at.number_input(key="trpo_seed").value == 3
+    assert at.selectbox(key="trpo_variant").value == "npg"
+    assert not any("differs from this run" in c for c in captions(at))
+    # Chosen in this session, another task's defaults differ from the run, task first.
+    at.selectbox(key="trpo_env").set_value("CartPole-v1").run()
+    differs = next(c for c in captions(at) if "differs from this run" in c)
+    assert differs.startswith("The form differs from this run in Task, δ (max KL)")
+    at.selectbox(key="trpo_env").set_value("Hopper-v5").run()  # and back: the run's values
+    assert at.number_input(key="trpo_max_kl_Hopper-v5").value == 0.03
+    assert not any("differs from this run" in c for c in captions(at))
+
+
+def test_a_run_whose_values_the_form_cannot_show_leaves_it_at_the_defaults():
+    """A run made elsewhere (the CLI, an import) may have values beyond the sliders' ranges:
+    the form keeps the task's defaults and names what differs, instead of failing."""
+    with RunStore(default_db_path()) as store:
+        run_id = store.create_run(default_config("CartPole-v1", cg_max_steps=80), name="wide")
+    at = new_page({"run": run_id}).run()
+    assert not at.exception, at.exception
+    assert at.slider(key="trpo_cg_CartPole-v1").value == default_config("CartPole-v1").cg_max_steps
+    assert any("differs from this run in CG iterations" in c for c in captions(at))
+
+
 def test_a_follow_link_is_read_only(stepped):
     _, run_id = stepped
     at = new_page({"run": run_id, "follow": "1"}).run()

@@ -9,6 +9,7 @@ tests rebuild each figure with validation on.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -141,11 +142,27 @@ def trust_region_history_figure(records: Sequence) -> go.Figure:
                          ("KL vs δ", "surrogate improvement", "backtracks", "step norm"))
     for axis in ("xaxis3", "xaxis4"):
         axes[axis]["title"] = {"text": "update"}
+    # Counts from 0 up: bars of height 0 would leave an empty panel around a y axis at -1 … 1.
+    axes["yaxis3"].update(rangemode="tozero", range=[0, max([1] + [r.backtracks for r in records])])
+    if records and all(r.accepted and r.backtracks == 0 for r in records):
+        titles.append({"text": "0 in every update:<br>each full step was accepted",
+                       "xref": "x3 domain", "yref": "y3 domain", "x": 0.5, "y": 0.5,
+                       "showarrow": False, "font": {"color": BOUND_COLOR}})
     return plain.figure(
         data,
         _layout("Trust region over time (red: step rejected)", 560, **axes,
                 annotations=titles, legend={"orientation": "h", "y": -0.2}),
     )
+
+
+def _log_ticks(values) -> dict:
+    """Ticks 1, 2, 5 × 10^k over the values' range for a log axis, labelled in full
+    (plotly's own labels every digit of a decade in small type, which crowds a narrow
+    subplot and reads "0.2" as "2")."""
+    low = min((v for v in values if v > 0), default=1.0)
+    ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(low)), 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if low / 1.2 <= t <= 1.0]  # inside the autorange
+    return {"tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
 
 
 def cg_residuals_figure(record) -> go.Figure:
@@ -244,7 +261,7 @@ def line_search_figure(record) -> go.Figure:
     ]
     axes, titles = _grid(1, 2, 0.14, 0, ("mean KL(π_old ‖ π)", "surrogate improvement"))
     for axis in ("xaxis", "xaxis2"):
-        axes[axis].update(title={"text": "step fraction"}, type="log")
+        axes[axis].update(title={"text": "step fraction"}, type="log", **_log_ticks(fractions))
     delta = {"text": "δ", "xref": "x domain", "x": 1, "yref": "y", "y": record.max_kl,
              "xanchor": "right", "yanchor": "bottom", "showarrow": False}
     verdict = (
