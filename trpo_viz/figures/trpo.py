@@ -143,7 +143,7 @@ def trust_region_history_figure(records: Sequence) -> go.Figure:
     for axis in ("xaxis3", "xaxis4"):
         axes[axis]["title"] = {"text": "update"}
     # Counts from 0 up: bars of height 0 would leave an empty panel around a y axis at -1 … 1.
-    axes["yaxis3"].update(rangemode="tozero", range=[0, max([1] + [r.backtracks for r in records])])
+    axes["yaxis3"]["range"] = [0, max([1] + [r.backtracks for r in records])]
     if records and all(r.accepted and r.backtracks == 0 for r in records):
         titles.append({"text": "0 in every update:<br>each full step was accepted",
                        "xref": "x3 domain", "yref": "y3 domain", "x": 0.5, "y": 0.5,
