@@ -61,14 +61,16 @@ class Settings:
 
 
 BATCHES = (256, 512, 1024, 2048, 4096, MAX_BATCH)  # the "Steps per update" choices
+CG_STEPS, SHRINK, BACKTRACKS = (1, 50), (0.1, 0.95), (0, 20)  # the sliders' ranges
 FORM_START = "trpo_form_start"  # the config a fresh form starts from (None: task defaults)
 
 
 def fits_form(config, envs) -> bool:
     """Whether every value of ``config`` can be shown by the form's widgets (sliders and
     choices have fixed ranges; a run made by the CLI or imported may lie outside them)."""
-    return (config.env_id in envs and 1 <= config.cg_max_steps <= 50
-            and 0.1 <= config.line_search_shrink <= 0.95 and 0 <= config.max_backtracks <= 20
+    return (config.env_id in envs and CG_STEPS[0] <= config.cg_max_steps <= CG_STEPS[1]
+            and SHRINK[0] <= config.line_search_shrink <= SHRINK[1]
+            and BACKTRACKS[0] <= config.max_backtracks <= BACKTRACKS[1]
             and config.batch_size in BATCHES
             and config.variant in VARIANTS and config.fvp_dtype in FVP_DTYPES)
 
@@ -114,7 +116,8 @@ def settings_form(info) -> Settings:
             key=f"trpo_max_kl_{env_id}",
             help=range_help("max_kl", "Trust-region radius on the mean KL(π_old ‖ π)."),
         )
-        cg_steps = c2.slider("CG iterations", 1, 50, defaults.cg_max_steps, key=f"trpo_cg_{env_id}")
+        cg_steps = c2.slider("CG iterations", *CG_STEPS, defaults.cg_max_steps,
+                             key=f"trpo_cg_{env_id}")
         cg_damping = c3.number_input(
             "CG damping λ",
             value=defaults.cg_damping,
@@ -129,11 +132,11 @@ def settings_form(info) -> Settings:
         )
         c1, c2, c3, c4 = st.columns(4)
         shrink = c1.slider(
-            "Line-search shrink", 0.1, 0.95, defaults.line_search_shrink,
+            "Line-search shrink", *SHRINK, defaults.line_search_shrink,
             key=f"trpo_shrink_{env_id}",
         )
         backtracks = c2.slider(
-            "Max backtracks", 0, 20, defaults.max_backtracks, key=f"trpo_backtracks_{env_id}"
+            "Max backtracks", *BACKTRACKS, defaults.max_backtracks, key=f"trpo_backtracks_{env_id}"
         )
         batch = c3.select_slider(
             "Steps per update", BATCHES,
